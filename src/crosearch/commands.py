@@ -1,0 +1,21 @@
+"""Registry of CLI command groups; each area adds its own here in one line."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# (module, attribute, name): the attribute is a typer.Typer sub-app, or a plain function
+# registered as a single top-level command under ``name``.
+COMMANDS: list[tuple[str, str, str]] = [
+]
+
+
+def register_all(app: typer.Typer) -> None:
+    for module_name, attr, name in COMMANDS:
+        target = getattr(importlib.import_module(module_name), attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name=name)(target)

@@ -1,0 +1,85 @@
+"""Records that cross component boundaries: passages, questions, search queries and hits.
+
+Dataclasses (not pydantic models) because collections hold up to millions of
+passages; validation of user files happens once, in :mod:`crosearch.data.formats`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Passage:
+    """One retrievable unit of the collection.
+
+    ``paragraph`` is language-independent: the parallel copies of one XQuAD
+    paragraph share it, so gold evidence can be matched in any language.
+    """
+
+    id: str
+    lang: str
+    title: str
+    text: str
+    article: str | None = None
+    paragraph: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class QAExample:
+    """One question in one language.
+
+    ``group`` links the parallel versions of one question across languages.
+    ``paragraph`` is the language-independent id of the gold paragraph (if known).
+    ``exclude`` lists passage ids this question may not retrieve (the ``no-native``
+    setting hides the question's own-language copy of its gold paragraph from it alone).
+    ``answer_passages`` lists the passages of the question's language that contain a gold answer.
+    """
+
+    id: str
+    lang: str
+    question: str
+    answers: list[str]
+    group: str | None = None
+    article: str | None = None
+    paragraph: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    answer_passages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    """A batched retrieval request for one query.
+
+    ``lang`` is the language the query is written in; ``search_langs`` the
+    collection languages to search (``None`` = every language of the index).
+    ``exclude`` holds passage ids that must never be returned for this query.
+    """
+
+    text: str
+    lang: str | None = None
+    search_langs: list[str] | None = None
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Hit:
+    """One retrieved passage with its score and the method that found it."""
+
+    doc_id: str
+    lang: str
+    title: str
+    text: str
+    score: float
+    method: str = "bm25"
+    paragraph: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
