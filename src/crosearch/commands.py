@@ -9,6 +9,11 @@ import typer
 # (module, attribute, name): the attribute is a typer.Typer sub-app, or a plain function
 # registered as a single top-level command under ``name``.
 COMMANDS: list[tuple[str, str, str]] = [
+    ("crosearch.data.commands", "app", "data"),
+    ("crosearch.retrieval.serve_commands", "serve", "serve"),
+    ("crosearch.retrieval.commands", "index", "index"),
+    ("crosearch.eval.commands", "app", "eval"),
+    ("crosearch.crosslingual.commands", "app", "crosslingual"),
 ]
 
 

@@ -38,6 +38,9 @@ class QAExample:
     ``exclude`` lists passage ids this question may not retrieve (the ``no-native``
     setting hides the question's own-language copy of its gold paragraph from it alone).
     ``answer_passages`` lists the passages of the question's language that contain a gold answer.
+    ``native_available`` says whether this question may retrieve its gold paragraph in its own
+    language (``False`` when the ``gap`` setting dropped it or ``no-native`` excludes it;
+    ``None`` when unknown, e.g. for QA sets without a collection).
     """
 
     id: str
@@ -49,6 +52,7 @@ class QAExample:
     paragraph: str | None = None
     exclude: list[str] = field(default_factory=list)
     answer_passages: list[str] = field(default_factory=list)
+    native_available: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

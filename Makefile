@@ -1,0 +1,30 @@
+# Two commands for a fresh machine (see README):
+#   make quickstart   create .venv, install, run the main job on the embedded default
+#   make test         create .venv, install with test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.crosearch-installed
+
+.PHONY: quickstart test test-slow install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/crosearch quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Tests that load the real bundled model (a few minutes on 2 cores).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

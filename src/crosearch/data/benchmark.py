@@ -1,0 +1,316 @@
+"""The open-retrieval multilingual benchmark built from parallel SQuAD-format files.
+
+A benchmark directory holds four files, all written atomically and byte-stable
+for the same source, seed and configuration:
+
+- ``collection.jsonl``: the passages (:class:`~crosearch.types.Passage`) of every language;
+- ``train.jsonl`` / ``test.jsonl``: the questions (:class:`~crosearch.types.QAExample`),
+  one per (question, language), split by article so no test paragraph is seen in training;
+- ``meta.json``: format version, the configuration, counts and the article split.
+
+Coverage settings: ``full`` (every language has every paragraph), ``gap`` (each language
+keeps a seeded random ``gap_keep`` share of the paragraphs, so much knowledge exists only
+in other languages) and ``no-native`` (each question's own-language copy of its gold
+paragraph is listed in its ``exclude``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crosearch.config import DataConfig
+from crosearch.errors import ConfigError, CrosearchError, DataFormatError
+from crosearch.io import atomic_write_json, read_json
+from crosearch.types import Passage, QAExample
+
+from crosearch.data.formats import (
+    SquadFile,
+    article_id,
+    load_squad,
+    paragraph_id,
+    parse_parallel_name,
+    read_corpus,
+    read_qa,
+    squad_ids,
+    write_corpus,
+    write_qa,
+    xquad_dir,
+)
+from crosearch.data.passages import paragraph_to_passages
+
+BENCHMARK_FORMAT = "crosearch-benchmark"
+BENCHMARK_VERSION = 1
+FILES = ("collection.jsonl", "train.jsonl", "test.jsonl", "meta.json")
+
+
+@dataclass
+class Benchmark:
+    """A built benchmark: the passage collection, the question splits and the metadata."""
+
+    collection: list[Passage]
+    train: list[QAExample]
+    test: list[QAExample]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.meta.get("languages") or sorted({p.lang for p in self.collection}))
+
+    @property
+    def setting(self) -> str:
+        return str(self.meta.get("config", {}).get("setting", "full"))
+
+
+# --------------------------------------------------------------------------- source files
+
+
+def resolve_source(source: str, languages: Iterable[str] | None = None) -> tuple[str, dict[str, Path]]:
+    """Find the parallel files of a source: ``'xquad'`` (vendored) or a directory.
+
+    Returns the dataset name and ``{lang: path}`` for the selected languages. A directory must
+    hold files of one dataset named ``<name>.<lang>.json[.gz]``.
+    """
+    directory = xquad_dir() if source == "xquad" else Path(source).expanduser()
+    if not directory.exists():
+        raise CrosearchError(f"data source not found: {directory} (use 'xquad' or a directory of "
+                             "<name>.<lang>.json[.gz] files)")
+    if not directory.is_dir():
+        raise CrosearchError(f"data source must be a directory of <name>.<lang>.json[.gz] files: {directory}")
+    by_name: dict[str, dict[str, Path]] = defaultdict(dict)
+    for path in sorted(directory.iterdir()):
+        parsed = parse_parallel_name(path.name)
+        if parsed is None or not path.is_file():
+            continue
+        dataset, lang = parsed
+        if lang in by_name[dataset]:
+            raise CrosearchError(f"{directory}: two files for language '{lang}': "
+                                 f"{by_name[dataset][lang].name} and {path.name}")
+        by_name[dataset][lang] = path
+    if not by_name:
+        raise CrosearchError(f"{directory}: no <name>.<lang>.json[.gz] files found")
+    if len(by_name) > 1:
+        raise CrosearchError(f"{directory}: files of several datasets ({', '.join(sorted(by_name))}); "
+                             "keep one dataset per directory")
+    name, files = next(iter(by_name.items()))
+    if languages is not None:
+        wanted = [lang.strip().lower() for lang in languages if lang.strip()]
+        missing = [lang for lang in wanted if lang not in files]
+        if missing:
+            raise CrosearchError(f"{directory}: no file for language(s) {', '.join(missing)}; "
+                                 f"available: {', '.join(sorted(files))}")
+        if not wanted:
+            raise CrosearchError("the language list is empty")
+        files = {lang: files[lang] for lang in wanted}
+    return name, dict(sorted(files.items()))
+
+
+def check_parallel(squads: dict[str, SquadFile]) -> None:
+    """Verify the files share one structure: articles, paragraphs and question ids, in order."""
+    langs = list(squads)
+    ref_lang = "en" if "en" in squads else langs[0]
+    ref = squads[ref_lang]
+    ref_name = Path(ref.path).name
+    for lang in langs:
+        other = squads[lang]
+        if other is ref:
+            continue
+        if len(other.articles) != len(ref.articles):
+            raise DataFormatError(other.path, f"has {len(other.articles)} articles but {ref_name} has "
+                                  f"{len(ref.articles)}; parallel files must match", field="data")
+        for ai, (a_ref, a_other) in enumerate(zip(ref.articles, other.articles)):
+            if len(a_other.paragraphs) != len(a_ref.paragraphs):
+                raise DataFormatError(other.path, f"has {len(a_other.paragraphs)} paragraphs but {ref_name} has "
+                                      f"{len(a_ref.paragraphs)}; parallel files must match",
+                                      record=f"data[{ai}]", field="paragraphs")
+            for pi, (p_ref, p_other) in enumerate(zip(a_ref.paragraphs, a_other.paragraphs)):
+                ids_ref = [q.id for q in p_ref.questions]
+                ids_other = [q.id for q in p_other.questions]
+                if ids_ref != ids_other:
+                    extra = sorted(set(ids_other) - set(ids_ref))
+                    lacking = sorted(set(ids_ref) - set(ids_other))
+                    detail = (f"not in {ref_name}: {extra[:3]}; " if extra else "") + \
+                             (f"missing here: {lacking[:3]}" if lacking else "same ids in another order")
+                    raise DataFormatError(other.path, f"question ids differ from {ref_name} ({detail})",
+                                          record=f"data[{ai}].paragraphs[{pi}]", field="qas")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _split_articles(num_articles: int, seed: int, test_fraction: float) -> set[int]:
+    """Indices of the test articles: a seeded shuffle, ``test_fraction`` of them (at least one each side)."""
+    order = list(range(num_articles))
+    random.Random(f"crosearch-split:{seed}").shuffle(order)
+    n_test = round(test_fraction * num_articles)
+    if num_articles >= 2:
+        n_test = min(max(n_test, 1), num_articles - 1)
+    return set(order[:n_test])
+
+
+def _gap_keep(paragraphs: list[str], langs: list[str], seed: int, keep: float) -> dict[str, set[str]]:
+    """Paragraphs each language keeps: independent seeded samples, every paragraph kept somewhere."""
+    n_keep = max(1, round(keep * len(paragraphs)))
+    kept = {lang: set(random.Random(f"crosearch-gap:{seed}:{lang}").sample(paragraphs, n_keep)) for lang in langs}
+    restore = random.Random(f"crosearch-gap-restore:{seed}")
+    for pid in paragraphs:
+        if not any(pid in kept[lang] for lang in langs):
+            kept[restore.choice(langs)].add(pid)
+    return kept
+
+
+def _contains_answer(text: str, answers: list[str]) -> bool:
+    folded = text.casefold()
+    return any(answer.casefold() in folded for answer in answers if answer)
+
+
+def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
+    """Build the benchmark described by ``config`` in memory (see :func:`write_benchmark`)."""
+    if config.passages == "sentences" and config.window_stride > config.window_sentences:
+        raise ConfigError(f"data.window_stride ({config.window_stride}) is larger than data.window_sentences "
+                          f"({config.window_sentences}): sentences between windows would be lost")
+    name, files = resolve_source(config.source, config.languages)
+    langs = list(files)
+
+    from rich.progress import track
+
+    squads: dict[str, SquadFile] = {}
+    for lang in track(langs, description="loading source files", disable=not progress, transient=True):
+        squads[lang] = load_squad(files[lang], lang, name=name)
+    check_parallel(squads)
+
+    ref = squads["en" if "en" in squads else langs[0]]
+    widths = squad_ids(len(ref.articles), max((len(a.paragraphs) for a in ref.articles), default=1))
+    # (article index, paragraph index, paragraph id) in source order: the canonical order of every output.
+    paragraphs = [(ai, pi, paragraph_id(name, ai, pi, widths))
+                  for ai, art in enumerate(ref.articles) for pi in range(len(art.paragraphs))]
+    all_pids = [pid for _, _, pid in paragraphs]
+    test_articles = _split_articles(len(ref.articles), config.seed, config.test_fraction)
+
+    if config.setting == "gap":
+        kept = _gap_keep(all_pids, langs, config.seed, config.gap_keep)
+    else:
+        kept = {lang: set(all_pids) for lang in langs}
+
+    collection: list[Passage] = []
+    # (lang, paragraph id) -> passages of that copy in the collection
+    copies: dict[tuple[str, str], list[Passage]] = {}
+    for lang in track(langs, description="cutting passages", disable=not progress, transient=True):
+        squad = squads[lang]
+        for ai, pi, pid in paragraphs:
+            if pid not in kept[lang]:
+                continue
+            art = squad.articles[ai]
+            base = Passage(id=f"{lang}/{pid}", lang=lang, title=art.title, text=art.paragraphs[pi].context,
+                           article=article_id(name, ai, widths[0]), paragraph=pid)
+            cut = paragraph_to_passages(base, config.passages, config.window_sentences, config.window_stride)
+            copies[(lang, pid)] = cut
+            collection.extend(cut)
+
+    train: list[QAExample] = []
+    test: list[QAExample] = []
+    for ai, pi, pid in paragraphs:
+        target = test if ai in test_articles else train
+        for qi in range(len(ref.articles[ai].paragraphs[pi].questions)):
+            for lang in langs:
+                q = squads[lang].articles[ai].paragraphs[pi].questions[qi]
+                if not q.answers:
+                    continue
+                own = copies.get((lang, pid), [])
+                no_native = config.setting == "no-native"
+                target.append(QAExample(
+                    id=f"{q.id}/{lang}", lang=lang, question=q.question, answers=list(q.answers), group=q.id,
+                    article=article_id(name, ai, widths[0]), paragraph=pid,
+                    exclude=[p.id for p in own] if no_native else [],
+                    answer_passages=[p.id for p in own if _contains_answer(p.text, q.answers)],
+                    native_available=bool(own) and not no_native,
+                ))
+
+    def per_lang(items: Iterable[Any]) -> dict[str, int]:
+        counts = dict.fromkeys(langs, 0)
+        for item in items:
+            counts[item.lang] += 1
+        return counts
+
+    resolved = config.model_dump(mode="json")
+    resolved["languages"] = langs
+    from crosearch import __version__
+
+    meta = {
+        "format": BENCHMARK_FORMAT,
+        "version": BENCHMARK_VERSION,
+        "crosearch_version": __version__,
+        "config": resolved,
+        "source": {"name": name, "files": {lang: files[lang].name for lang in langs}},
+        "languages": langs,
+        "splits": {
+            "train_articles": [article_id(name, i, widths[0])
+                               for i in range(len(ref.articles)) if i not in test_articles],
+            "test_articles": [article_id(name, i, widths[0]) for i in sorted(test_articles)],
+        },
+        "counts": {
+            "articles": len(ref.articles),
+            "paragraphs": len(all_pids),
+            "paragraphs_kept": {lang: len(kept[lang]) for lang in langs},
+            "passages": len(collection),
+            "passages_per_language": per_lang(collection),
+            "train": len(train),
+            "test": len(test),
+            "train_per_language": per_lang(train),
+            "test_per_language": per_lang(test),
+        },
+    }
+    return Benchmark(collection=collection, train=train, test=test, meta=meta)
+
+
+def write_benchmark(bench: Benchmark, out_dir: str | Path) -> Path:
+    """Write a benchmark directory; ``meta.json`` goes last, so a directory with it is complete."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CrosearchError(f"output path exists and is not a directory: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").unlink(missing_ok=True)
+    write_corpus(out / "collection.jsonl", bench.collection)
+    write_qa(out / "train.jsonl", bench.train)
+    write_qa(out / "test.jsonl", bench.test)
+    atomic_write_json(out / "meta.json", bench.meta)
+    return out
+
+
+def load_benchmark(path: str | Path) -> Benchmark:
+    """Load a benchmark directory written by ``crosearch data build``."""
+    root = Path(path)
+    hint = "build one with `crosearch data build --out DIR`"
+    if not root.exists():
+        raise CrosearchError(f"benchmark directory not found: {root} ({hint})")
+    if not root.is_dir():
+        raise CrosearchError(f"not a benchmark directory: {root} ({hint})")
+    meta_path = root / "meta.json"
+    if not meta_path.exists():
+        raise CrosearchError(f"{root} is not a crosearch benchmark (or its build did not finish): "
+                             f"no meta.json ({hint})")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != BENCHMARK_FORMAT:
+        raise DataFormatError(meta_path, f"not a crosearch benchmark (expected format '{BENCHMARK_FORMAT}')",
+                              field="format")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > BENCHMARK_VERSION:
+        raise DataFormatError(meta_path, f"benchmark format version {version!r} is not supported "
+                              f"(this crosearch reads up to {BENCHMARK_VERSION}); rebuild it", field="version")
+    for name in FILES[:3]:
+        if not (root / name).exists():
+            raise CrosearchError(f"{root}: {name} is missing; rebuild the benchmark ({hint})")
+    bench = Benchmark(collection=read_corpus(root / "collection.jsonl"), train=read_qa(root / "train.jsonl"),
+                      test=read_qa(root / "test.jsonl"), meta=meta)
+    counts = meta.get("counts", {})
+    for name, records in (("passages", bench.collection), ("train", bench.train), ("test", bench.test)):
+        expected = counts.get(name)
+        if expected is not None and expected != len(records):
+            raise DataFormatError(root / ("collection.jsonl" if name == "passages" else f"{name}.jsonl"),
+                                  f"holds {len(records)} records but meta.json says {expected}; "
+                                  "the directory was modified or truncated: rebuild it")
+    return bench

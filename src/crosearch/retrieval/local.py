@@ -1,0 +1,450 @@
+"""Building an index directory, and searching it locally (:class:`LocalRetriever`).
+
+Layout of an index directory::
+
+    manifest.json        written last: an index without it never loads
+    store/<lang>/        passages (JSONL + offsets + ids)      + manifest.json
+    bm25/<lang>/         bm25s arrays, vocabulary, parameters  + manifest.json
+    dense/<lang>/        FAISS index (only with a dense model) + manifest.json
+
+Every ``<kind>/<lang>`` unit is built in a temporary directory, gets its own
+manifest last and is renamed into place, all inside a staging directory
+``.<name>.partial`` next to the target. Only when every unit is complete is
+the top-level manifest written and the staging directory renamed over the
+target. A killed build therefore leaves the previous index (or nothing) in
+place, and rerunning resumes: units whose manifest matches the passages and
+settings (in the staging directory or in the previous index) are kept, only
+the missing ones are built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crosearch.config import Config, RetrievalConfig
+from crosearch.errors import CrosearchError
+from crosearch.io import atomic_write_json
+from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
+from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
+from crosearch.retrieval.fusion import FusionMethod, fuse
+from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
+from crosearch.types import Hit, Passage, SearchQuery
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+METHOD_ORDER = ("bm25", "dense")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Everything that changes what an index contains (not how it is searched)."""
+
+    bm25: Bm25Params = Bm25Params()
+    zh_segmenter: ZhSegmenter = "bigrams"
+    index_title: bool = False
+    dense_model: str | None = None
+    dense_index: str = "flat"
+    dense_query_prefix: str = ""
+    dense_passage_prefix: str = ""
+    dense_batch_size: int = 64
+    dense_device: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RetrievalConfig) -> IndexSettings:
+        if "dense" in cfg.methods and not cfg.dense_model:
+            raise CrosearchError("retrieval.methods includes 'dense' but retrieval.dense_model is not set")
+        return cls(
+            bm25=Bm25Params(k1=cfg.bm25_k1, b=cfg.bm25_b, method=cfg.bm25_method),
+            zh_segmenter=cfg.zh_segmenter, index_title=cfg.index_title, dense_model=cfg.dense_model,
+            dense_index=cfg.dense_index, dense_query_prefix=cfg.dense_query_prefix,
+            dense_passage_prefix=cfg.dense_passage_prefix, dense_batch_size=cfg.dense_batch_size,
+            dense_device=cfg.dense_device,
+        )
+
+    @property
+    def methods(self) -> list[str]:
+        return ["bm25", "dense"] if self.dense_model else ["bm25"]
+
+    def unit_settings(self, kind: str) -> dict[str, Any]:
+        """The settings a ``kind`` unit depends on (a changed value rebuilds only those units)."""
+        if kind == "store":
+            return {}
+        if kind == "bm25":
+            return {"params": asdict(self.bm25), "zh_segmenter": self.zh_segmenter,
+                    "index_title": self.index_title, "analyzer_version": ANALYZER_VERSION}
+        return {"model": self.dense_model, "index": self.dense_index, "index_title": self.index_title,
+                "passage_prefix": self.dense_passage_prefix}
+
+
+def passage_text(p: Passage, index_title: bool) -> str:
+    """The text that is indexed for a passage."""
+    return f"{p.title}\n{p.text}" if index_title and p.title else p.text
+
+
+# --------------------------------------------------------------------------- building
+
+@dataclass
+class BuildReport:
+    """What a build did, per unit."""
+
+    index_dir: str
+    languages: dict[str, int]
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _unit_complete(directory: Path, expected: dict[str, Any]) -> bool:
+    return _read_json(directory / MANIFEST) == expected
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """Copy a unit from the previous index, hard-linking files where possible (they are never modified)."""
+    def copy(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=copy)
+
+
+class _Progress:
+    """Rich progress bars for a build (one task per language and kind)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        if self._progress is None:
+            return lambda n: None
+        task_id = self._progress.add_task(description, total=total)
+        return lambda n: self._progress.advance(task_id, n)
+
+
+def _build_store(directory: Path, passages: list[Passage], settings: IndexSettings, advance) -> None:
+    write_store(directory, passages)
+    advance(len(passages))
+
+
+def _build_bm25_unit(directory: Path, passages: list[Passage], settings: IndexSettings, lang: str, advance) -> None:
+    analyzer = get_analyzer(lang, settings.zh_segmenter)
+    vocab = Vocabulary()
+    doc_ids: list[list[int]] = []
+    for start in range(0, len(passages), 2000):
+        chunk = passages[start:start + 2000]
+        doc_ids.extend(vocab.encode(analyzer(passage_text(p, settings.index_title))) for p in chunk)
+        advance(len(chunk))
+    model = build_bm25(doc_ids, vocab, settings.bm25)
+    del doc_ids
+    save_bm25(model, directory)
+
+
+def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexSettings, encoder, advance) -> None:
+    from crosearch.retrieval.dense import build_faiss, save_faiss
+
+    embeddings = encoder.encode_passages([passage_text(p, settings.index_title) for p in passages])
+    save_faiss(build_faiss(embeddings, settings.dense_index), directory)  # type: ignore[arg-type]
+    advance(len(passages))
+
+
+def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None,
+                *, progress: bool = True) -> BuildReport:
+    """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring."""
+    settings = settings or IndexSettings()
+    started = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CrosearchError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise CrosearchError(f"{out} is a non-empty directory without an index manifest; refusing to replace it")
+    groups = group_by_language(passages)
+    if not groups:
+        raise CrosearchError("the collection holds no passages")
+    hashes = {lang: passages_hash(ps) for lang, ps in groups.items()}
+    staging = out.parent / f".{out.name}.partial"
+    staging.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(str(out), {lang: len(ps) for lang, ps in groups.items()})
+    kinds = ["store", *settings.methods]
+
+    # Units of languages no longer in the collection (or of a method no longer built) must go.
+    for kind_dir in staging.iterdir():
+        if kind_dir.is_dir():
+            for unit in kind_dir.iterdir():
+                if kind_dir.name not in kinds or unit.name not in groups:
+                    shutil.rmtree(unit, ignore_errors=True)
+
+    encoder = None
+    with _Progress(progress) as bars:
+        for lang, group in groups.items():
+            for kind in kinds:
+                expected = {"lang": lang, "passages": len(group), "hash": hashes[lang],
+                            "settings": settings.unit_settings(kind)}
+                target = staging / kind / lang
+                name = f"{kind}/{lang}"
+                if _unit_complete(target, expected):
+                    report.reused.append(name)
+                    continue
+                if target.exists():
+                    shutil.rmtree(target)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                previous = out / kind / lang
+                if (out / MANIFEST).exists() and _unit_complete(previous, expected):
+                    _link_copy(previous, target)
+                    report.reused.append(name)
+                    continue
+                tmp = target.parent / f".{lang}.tmp-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                advance = bars.task(f"{kind} {lang}", len(group))
+                if kind == "store":
+                    _build_store(tmp, group, settings, advance)
+                elif kind == "bm25":
+                    _build_bm25_unit(tmp, group, settings, lang, advance)
+                else:
+                    if encoder is None:
+                        from crosearch.retrieval.dense import DenseEncoder
+
+                        encoder = DenseEncoder(settings.dense_model or "", device=settings.dense_device,
+                                               batch_size=settings.dense_batch_size,
+                                               query_prefix=settings.dense_query_prefix,
+                                               passage_prefix=settings.dense_passage_prefix)
+                    _build_dense_unit(tmp, group, settings, encoder, advance)
+                atomic_write_json(tmp / MANIFEST, expected)
+                os.replace(tmp, target)
+                report.built.append(name)
+
+    manifest = {
+        "format": FORMAT_VERSION,
+        "analyzer_version": ANALYZER_VERSION,
+        "collection_hash": passages_hash(p for ps in groups.values() for p in ps),
+        "languages": {lang: {"passages": len(ps), "hash": hashes[lang],
+                             "analyzer": get_analyzer(lang, settings.zh_segmenter).spec.name}
+                      for lang, ps in groups.items()},
+        "passages": sum(len(ps) for ps in groups.values()),
+        "methods": settings.methods,
+        "settings": {"bm25": asdict(settings.bm25), "zh_segmenter": settings.zh_segmenter,
+                     "index_title": settings.index_title, "dense_model": settings.dense_model,
+                     "dense_index": settings.dense_index, "dense_query_prefix": settings.dense_query_prefix,
+                     "dense_passage_prefix": settings.dense_passage_prefix},
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(staging / MANIFEST, manifest)
+    _swap_into_place(staging, out)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(index_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a complete index; a clear error for a missing or half-built one."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise CrosearchError(f"index directory not found: {index_dir} (build one with `crosearch index`)")
+    manifest = _read_json(index_dir / MANIFEST)
+    if manifest is None:
+        hint = ""
+        if index_dir.name.endswith(".partial"):
+            hint = "; this is an interrupted build: rerun `crosearch index` with the same --out to resume it"
+        raise CrosearchError(f"{index_dir}: not a complete index (no readable {MANIFEST}){hint}")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise CrosearchError(f"{index_dir}: index format {manifest.get('format')} is not supported "
+                             f"(expected {FORMAT_VERSION}); rebuild it with `crosearch index`")
+    if manifest.get("analyzer_version") != ANALYZER_VERSION:
+        raise CrosearchError(f"{index_dir}: built with analyzer version {manifest.get('analyzer_version')}, "
+                             f"this crosearch uses {ANALYZER_VERSION}; rebuild it with `crosearch index`")
+    return manifest
+
+
+# --------------------------------------------------------------------------- searching
+
+class LocalRetriever:
+    """Searches an index directory in this process (implements :class:`~crosearch.retrieval.base.Retriever`).
+
+    Each query searches each of its ``search_langs`` separately with each method;
+    the lists are fused (``fusion``: reciprocal rank or min-max score fusion).
+    When a query yields a single list (one language, one method) its hits keep
+    the method's own scores (BM25 score, cosine); otherwise scores are fused scores.
+    """
+
+    def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None, fusion: FusionMethod = "rrf",
+                 rrf_k: int = 60, mmap: bool = True, dense_device: str | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self.manifest = read_manifest(self.index_dir)
+        self.available_methods: list[str] = list(self.manifest["methods"])
+        wanted = list(methods) if methods else list(self.available_methods)
+        missing = [m for m in wanted if m not in self.available_methods]
+        if missing:
+            raise CrosearchError(f"{self.index_dir}: the index has no {', '.join(missing)} index "
+                                 f"(it has {', '.join(self.available_methods)})")
+        self.methods = [m for m in METHOD_ORDER if m in wanted]
+        if fusion not in ("rrf", "score"):
+            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
+        self.fusion: FusionMethod = fusion
+        self.rrf_k = rrf_k
+        settings = self.manifest["settings"]
+        self._zh = settings["zh_segmenter"]
+        langs = sorted(self.manifest["languages"])
+        self._stores = {lang: LanguageStore(self.index_dir / "store" / lang, lang) for lang in langs}
+        self._bm25 = {}
+        if "bm25" in self.available_methods:
+            self._bm25 = {lang: Bm25Index.load(self.index_dir / "bm25" / lang, get_analyzer(lang, self._zh), mmap=mmap)
+                          for lang in langs}
+        self._dense = {}
+        self._encoder = None
+        if "dense" in self.available_methods:
+            from crosearch.retrieval.dense import DenseEncoder, DenseIndex
+
+            self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
+            self._encoder = DenseEncoder(settings["dense_model"], device=dense_device,
+                                         query_prefix=settings.get("dense_query_prefix", ""))
+
+    @classmethod
+    def from_config(cls, config: Config | RetrievalConfig, index_dir: str | Path | None = None) -> LocalRetriever:
+        """A retriever for ``retrieval.index_dir`` (or ``index_dir``) searched as the config says."""
+        cfg = config.retrieval if isinstance(config, Config) else config
+        return cls(index_dir or cfg.index_dir, methods=cfg.methods, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
+                   dense_device=cfg.dense_device)
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages of the collection, sorted."""
+        return list(self._stores)
+
+    @property
+    def num_passages(self) -> int:
+        return sum(len(s) for s in self._stores.values())
+
+    def __len__(self) -> int:
+        return self.num_passages
+
+    def passage(self, lang: str, position: int) -> Passage:
+        """A stored passage by language and position."""
+        return self._stores[lang].get(position)
+
+    def search(self, queries: Sequence[SearchQuery], k: int, *, method: str | None = None,
+               fusion: FusionMethod | None = None) -> list[list[Hit]]:
+        """For each query, at most ``k`` hits best first; ``method`` restricts to one method for this call."""
+        if k < 1:
+            raise CrosearchError(f"k must be at least 1, got {k}")
+        methods = self.methods
+        if method is not None:
+            if method not in self.available_methods:
+                raise CrosearchError(f"method '{method}' is not in this index (it has {', '.join(self.available_methods)})")
+            methods = [method]
+        fusion = fusion or self.fusion
+        if fusion not in ("rrf", "score"):
+            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
+        targets = [self._targets(q) for q in queries]
+
+        # lists[i] holds the ranked lists of query i; found[i] which methods found each passage.
+        lists: list[list[list[tuple[tuple[str, int], float]]]] = [[] for _ in queries]
+        found: list[dict[tuple[str, int], set[str]]] = [{} for _ in queries]
+        embeddings = self._embed(queries, targets) if "dense" in methods else None
+        for lang in self.languages:
+            members = [i for i, t in enumerate(targets) if lang in t]
+            if not members:
+                continue
+            position = self._stores[lang].position
+            excludes = [{position[pid] for pid in queries[i].exclude if pid in position} for i in members]
+            for m in methods:
+                if m == "bm25":
+                    results = self._bm25[lang].search([queries[i].text for i in members], k, excludes)
+                else:
+                    assert embeddings is not None
+                    results = self._dense[lang].search(embeddings[members], k, excludes)
+                for i, ranked in zip(members, results):
+                    keyed = [((lang, pos), score) for pos, score in ranked]
+                    lists[i].append(keyed)
+                    for key, _ in keyed:
+                        found[i].setdefault(key, set()).add(m)
+
+        out: list[list[Hit]] = []
+        for i, query in enumerate(queries):
+            hits = []
+            # The query's own language first: fused scores that tie (the top hits of
+            # two languages under RRF) then rank own-language evidence first.
+            ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
+            for (lang, pos), score in fuse(ordered, fusion, self.rrf_k)[:k]:
+                p = self._stores[lang].get(pos)
+                tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
+                hits.append(Hit(doc_id=p.id, lang=lang, title=p.title, text=p.text, score=float(score),
+                                method=tag, paragraph=p.paragraph))
+            out.append(hits)
+        return out
+
+    def _targets(self, query: SearchQuery) -> set[str]:
+        if query.search_langs is None:
+            return set(self._stores)
+        unknown = [lang for lang in query.search_langs if lang not in self._stores]
+        if unknown:
+            raise CrosearchError(f"language(s) {', '.join(unknown)} not in the index "
+                                 f"(it has {', '.join(self.languages)})")
+        return set(query.search_langs)
+
+    def _embed(self, queries: Sequence[SearchQuery], targets: list[set[str]]):
+        import numpy as np
+
+        assert self._encoder is not None
+        texts = sorted({q.text for q, t in zip(queries, targets) if t})
+        if not texts:
+            return np.zeros((len(queries), 1), dtype=np.float32)
+        emb = self._encoder.encode_queries(texts)
+        row = {text: j for j, text in enumerate(texts)}
+        full = np.zeros((len(queries), emb.shape[1]), dtype=np.float32)
+        for i, q in enumerate(queries):
+            if q.text in row:
+                full[i] = emb[row[q.text]]
+        return full
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+
+
+def load_retriever(config: Config):
+    """The retriever a config asks for: the server at ``retrieval.url`` if set, else the local index."""
+    if config.retrieval.url:
+        from crosearch.retrieval.client import HttpRetriever
+
+        return HttpRetriever(config.retrieval.url, timeout=config.retrieval.url_timeout,
+                             protocol=config.retrieval.url_protocol)
+    return LocalRetriever.from_config(config)

@@ -1,0 +1,87 @@
+"""``crosearch serve``: put a local index behind the HTTP retrieval server."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.errors import CrosearchError
+
+console = Console(stderr=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Index directory (default: retrieval.index_dir).",
+                                                  show_default=False)] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1: this machine only).",
+                                                show_default=False)] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000).", show_default=False)] = None,
+    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="Largest topk a request may ask for.",
+                                                    show_default=False)] = None,
+    max_queries: Annotated[Optional[int], typer.Option("--max-queries", help="Most queries per request.",
+                                                       show_default=False)] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option("--max-body-bytes", help="Largest request body in bytes.",
+                                                          show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Server processes, each with its own copy of the index.",
+                                                   show_default=False)] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Serve an index over HTTP: Search-R1's POST /retrieve, crosearch's POST /search, GET /health."""
+    extra = list(overrides or [])
+    # Flags are applied as overrides so they are validated exactly like the config section.
+    for key, value in (("host", host), ("port", port), ("max_topk", max_topk), ("max_queries", max_queries),
+                       ("max_body_bytes", max_body_bytes), ("workers", workers)):
+        if value is not None:
+            extra.append(f"server.{key}={json.dumps(value)}")
+    if index is not None:
+        extra.append(f"retrieval.index_dir={json.dumps(str(index))}")
+    cfg = resolve_config(config, extra)
+    # Serving a remote server again would only add a hop; serve the local index.
+    cfg.retrieval.url = None
+    if not Path(cfg.retrieval.index_dir).is_dir():
+        raise CrosearchError(f"index directory not found: {cfg.retrieval.index_dir} (build one with `crosearch index`)")
+    settings = cfg.server
+    if not _is_loopback(settings.host):
+        console.print(f"[yellow]warning:[/] binding {settings.host}: anyone who can reach this machine can query "
+                      "the index (the server has no authentication)")
+
+    import uvicorn
+
+    url = f"http://{settings.host}:{settings.port}"
+    if settings.workers > 1:
+        from crosearch.retrieval.server import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = cfg.model_dump_json()
+        console.print(f"starting {settings.workers} workers on {url} (each loads {cfg.retrieval.index_dir})")
+        uvicorn.run("crosearch.retrieval.server:app_from_environment", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, log_level="warning")
+        return
+
+    from crosearch.retrieval.local import load_retriever
+    from crosearch.retrieval.server import create_app, passage_count
+
+    with console.status(f"loading index {cfg.retrieval.index_dir} ..."):
+        retriever = load_retriever(cfg)
+    app = create_app(retriever, settings)
+    count = passage_count(retriever)
+    console.print(f"serving {count if count is not None else '?'} passages in "
+                  f"{', '.join(sorted(retriever.languages))} on {url} "
+                  "(POST /retrieve, POST /search, GET /health); Ctrl-C stops")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

@@ -1,0 +1,87 @@
+"""Pieces shared by the warm start and GRPO: data, retriever, LoRA, precision."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from crosearch.config import Config, LoraSection
+from crosearch.errors import ConfigError, CrosearchError
+from crosearch.types import QAExample
+
+console = Console(stderr=True)
+
+
+def ensure_benchmark(config: Config, benchmark_dir: str | Path) -> Any:
+    """Load the benchmark at ``benchmark_dir``, building it from ``config.data`` first when it is missing."""
+    from crosearch.data.benchmark import build_benchmark, load_benchmark, write_benchmark
+
+    path = Path(benchmark_dir)
+    if not (path / "meta.json").exists():
+        console.print(f"[cyan]building the benchmark ({config.data.setting}) into {path}[/]")
+        write_benchmark(build_benchmark(config.data, progress=True), path)
+    return load_benchmark(path)
+
+
+def ensure_retriever(config: Config, bench: Any) -> Any:
+    """The retriever the config names; a missing local index is built from the benchmark's collection."""
+    from crosearch.retrieval.local import IndexSettings, build_index, load_retriever
+
+    if not config.retrieval.url and not (Path(config.retrieval.index_dir) / "manifest.json").exists():
+        console.print(f"[cyan]building the index into {config.retrieval.index_dir}[/]")
+        build_index(bench.collection, config.retrieval.index_dir, IndexSettings.from_config(config.retrieval))
+    return load_retriever(config)
+
+
+def select_questions(questions: list[QAExample], languages: list[str] | None, limit: int | None,
+                     seed: int) -> list[QAExample]:
+    """Questions of the wanted languages, shuffled by ``seed`` and cut to ``limit``."""
+    chosen = [q for q in questions if languages is None or q.lang in languages]
+    if not chosen:
+        have = sorted({q.lang for q in questions})
+        raise CrosearchError(f"no training questions in languages {languages}; the benchmark has {have}")
+    random.Random(seed).shuffle(chosen)
+    return chosen[:limit] if limit else chosen
+
+
+def lora_config(section: LoraSection) -> Any:
+    """A PEFT ``LoraConfig`` for a causal LM, or ``None`` for full fine-tuning."""
+    if not section.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
+                      target_modules=section.target_modules, task_type="CAUSAL_LM")
+
+
+def use_bf16(setting: bool | str, device: str) -> bool:
+    """Whether to train under bf16 autocast: 'auto' turns it on where the device runs bf16 fast."""
+    if setting is True or setting is False:
+        return setting
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    # CPUs with AVX512-BF16 or AMX run bf16 matmuls about twice as fast as fp32.
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def model_device(model: Any) -> str:
+    return str(next(model.parameters()).device)
+
+
+def check_output_dir(path: str | Path, resume: bool) -> Path:
+    """A fresh run refuses to mix its checkpoints with an earlier run's."""
+    out = Path(path)
+    if not resume and out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir()):
+        raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue that run, "
+                          "or choose another output directory (--set train.output_dir=...)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

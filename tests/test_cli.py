@@ -1,0 +1,51 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from crosearch import __version__
+from crosearch.cli import app, _register
+from crosearch.commands import COMMANDS
+
+runner = CliRunner()
+_register()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def _command_paths():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    paths = []
+
+    def walk(command, prefix):
+        paths.append(prefix)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, prefix + [name])
+
+    walk(group, [])
+    return paths
+
+
+def test_every_command_has_help():
+    paths = _command_paths()
+    assert len(paths) >= 1 + len(COMMANDS)
+    for path in paths:
+        result = runner.invoke(app, path + ["--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_user_errors_are_one_line_not_tracebacks(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "data", "stats", str(tmp_path / "missing")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "missing" in proc.stderr

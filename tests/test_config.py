@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from crosearch.config import Config, dump_config, load_config, parse_override
+from crosearch.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load():
+    config = load_config()
+    assert isinstance(config, Config)
+    assert config.data.setting == "full"
+
+
+def test_override_types_are_parsed_as_yaml():
+    config = load_config(None, ["data.seed=7", "data.setting=gap", "data.languages=[en, zh]", "data.gap_keep=0.25"])
+    assert config.data.seed == 7
+    assert config.data.setting == "gap"
+    assert config.data.languages == ["en", "zh"]
+    assert config.data.gap_keep == 0.25
+
+
+def test_unknown_key_names_key_and_allowed_keys():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.sed=1"])
+    message = str(info.value)
+    assert "data.sed" in message
+    assert "seed" in message and "setting" in message
+
+
+def test_unknown_section_names_allowed_sections():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["dtaa.seed=1"])
+    assert "dtaa" in str(info.value)
+    assert "data" in str(info.value) and "retrieval" in str(info.value)
+
+
+def test_bad_literal_value_names_allowed_values():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.setting=partial"])
+    message = str(info.value)
+    assert "data.setting" in message
+    assert "'full'" in message and "'gap'" in message and "'no-native'" in message
+    assert "partial" in message
+
+
+def test_out_of_range_value_rejected():
+    with pytest.raises(ConfigError, match="data.gap_keep"):
+        load_config(None, ["data.gap_keep=1.5"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("data.seed")
+    with pytest.raises(ConfigError, match="empty key"):
+        parse_override("data..seed=1")
+
+
+def test_yaml_file_errors(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data:\n  setting: gap\n  sede: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(typo)
+    assert str(typo) in str(info.value) and "data.sede" in str(info.value)
+
+
+def test_every_recipe_in_configs_is_valid():
+    recipes = sorted((REPO / "configs").glob("*.yaml"))
+    assert recipes, "configs/ should ship recipes"
+    for recipe in recipes:
+        config = load_config(recipe)
+        # round trip: the dumped config loads back to the same values
+        again = Config.model_validate(__import__("yaml").safe_load(dump_config(config)))
+        assert again == config, recipe

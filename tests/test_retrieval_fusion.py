@@ -1,0 +1,45 @@
+"""Fusion math: reciprocal rank fusion and min-max score fusion."""
+
+from __future__ import annotations
+
+import pytest
+
+from crosearch.retrieval.fusion import fuse, minmax_fusion, rrf
+
+
+def test_rrf_known_values():
+    a = [("x", 9.0), ("y", 5.0), ("z", 1.0)]
+    b = [("y", 0.9), ("w", 0.8)]
+    fused = dict(rrf([a, b], rrf_k=60))
+    assert fused["x"] == pytest.approx(1 / 61)
+    assert fused["y"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["z"] == pytest.approx(1 / 63)
+    assert fused["w"] == pytest.approx(1 / 62)
+    assert [key for key, _ in rrf([a, b], rrf_k=60)] == ["y", "x", "w", "z"]
+
+
+def test_rrf_ignores_score_scale_and_uses_k():
+    fused = rrf([[("a", 1000.0), ("b", 999.0)], [("b", 0.1), ("a", 0.01)]], rrf_k=1)
+    assert dict(fused) == pytest.approx({"a": 1 / 2 + 1 / 3, "b": 1 / 3 + 1 / 2})
+    # Equal scores keep first-seen order (deterministic).
+    assert [k for k, _ in fused] == ["a", "b"]
+
+
+def test_minmax_fusion_known_values():
+    a = [("x", 10.0), ("y", 6.0), ("z", 2.0)]
+    b = [("y", 0.5), ("w", 0.25)]
+    fused = dict(minmax_fusion([a, b]))
+    assert fused == pytest.approx({"x": 1.0, "y": 0.5 + 1.0, "z": 0.0, "w": 0.0})
+
+
+def test_minmax_fusion_flat_list_counts_one():
+    assert dict(minmax_fusion([[("a", 3.0), ("b", 3.0)]])) == {"a": 1.0, "b": 1.0}
+
+
+def test_fuse_single_list_passes_through_and_empty_lists():
+    ranked = [("a", 12.5), ("b", 3.0)]
+    assert fuse([ranked, []], "rrf") == ranked
+    assert fuse([[], []], "score") == []
+    assert fuse([ranked, [("c", 1.0)]], "score")[0] == ("a", 1.0)
+    with pytest.raises(ValueError):
+        fuse([ranked, ranked], "nope")  # type: ignore[arg-type]

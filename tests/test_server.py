@@ -1,0 +1,340 @@
+"""The retrieval server and its HTTP client, over a real BM25 index of real XQuAD passages.
+
+The server runs under uvicorn on a free loopback port; every check goes through
+real HTTP, and answers are compared with the same index searched in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crosearch.config import Config, ServerConfig
+from crosearch.data.formats import load_squad, squad_passages, xquad_dir
+from crosearch.errors import CrosearchError
+from crosearch.retrieval.client import HttpRetriever, parse_contents
+from crosearch.retrieval.local import LocalRetriever, build_index, load_retriever
+from crosearch.retrieval.server import create_app, serve_in_background
+from crosearch.types import SearchQuery
+
+LANGS = ("en", "de", "zh", "ar")
+ARTICLES = 2  # of 48: enough real text to rank, small enough to index in about a second
+
+LIMITS = ServerConfig(max_topk=20, max_queries=8, max_body_bytes=4096, max_query_chars=500)
+
+
+def _subset(lang: str):
+    squad = load_squad(xquad_dir() / f"xquad.{lang}.json.gz", lang)
+    squad.articles = squad.articles[:ARTICLES]
+    return squad
+
+
+@pytest.fixture(scope="module")
+def squads():
+    return {lang: _subset(lang) for lang in LANGS}
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, squads) -> Path:
+    passages = [p for squad in squads.values() for p in squad_passages(squad)]
+    out = tmp_path_factory.mktemp("server") / "index"
+    build_index(passages, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local(index_dir) -> LocalRetriever:
+    return LocalRetriever(index_dir)
+
+
+@pytest.fixture(scope="module")
+def server(local):
+    with serve_in_background(create_app(local, LIMITS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def questions(squads) -> list[SearchQuery]:
+    """Real XQuAD questions of every language, tagged with their language."""
+    out = []
+    for lang, squad in squads.items():
+        for article in squad.articles:
+            for para in article.paragraphs[:2]:
+                out.append(SearchQuery(text=para.questions[0].question, lang=lang))
+    return out
+
+
+@pytest.fixture(scope="module")
+def http():
+    # One connection pool for the module: creating a client per request costs more than the request.
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+def _health_ok(http: httpx.Client, url: str) -> None:
+    """The server still answers, and still searches correctly."""
+    assert http.get(f"{url}/health").json()["status"] == "ok"
+    answer = http.post(f"{url}/retrieve", json={"queries": ["Super Bowl 50"], "topk": 1}).json()
+    assert answer["result"][0][0]["title"] == "Super Bowl 50"
+
+
+# --------------------------------------------------------------------------- protocol and results
+
+def test_health_describes_the_index(http, server, local):
+    health = http.get(f"{server}/health").json()
+    assert health["status"] == "ok"
+    assert health["languages"] == sorted(LANGS)
+    assert health["passages"] == local.num_passages > 0
+    assert health["max_topk"] == LIMITS.max_topk
+    assert health["version"]
+
+
+def test_search_endpoint_matches_local_index(server, local, questions):
+    queries = [
+        *questions,
+        SearchQuery(text=questions[0].text, lang="en", search_langs=["en"]),
+        SearchQuery(text=questions[0].text, lang="en", search_langs=["de", "zh"]),
+    ]
+    # Exclude the best hit of the first query: it must vanish and the list stay k long.
+    top = local.search([queries[0]], 3)[0][0]
+    queries.append(SearchQuery(text=queries[0].text, lang="en", exclude=frozenset({top.doc_id})))
+    with HttpRetriever(server) as remote:
+        assert remote.languages == sorted(LANGS)
+        got = remote.search(queries, 3)  # more queries than max_queries: the client splits them
+    want = local.search(queries, 3)
+    assert got == want
+    assert all(len(hits) == 3 for hits in got)
+    assert top.doc_id not in {h.doc_id for h in got[-1]}
+    assert {h.lang for h in got[-2]} <= {"de", "zh"}
+    assert all(h.paragraph for hits in got for h in hits)
+
+
+def test_search_endpoint_passes_method_and_fusion(server, local, questions):
+    with HttpRetriever(server, method="bm25", fusion="score") as remote:
+        got = remote.search(questions[:3], 4)
+    assert got == local.search(questions[:3], 4, method="bm25", fusion="score")
+    assert got != local.search(questions[:3], 4)  # min-max fusion really changed the scores
+
+
+def test_retrieve_endpoint_speaks_search_r1(http, server, local, questions):
+    texts = [q.text for q in questions[:4]]
+    want = local.search([SearchQuery(text=t) for t in texts], 3)
+
+    scored = http.post(f"{server}/retrieve", json={"queries": texts, "topk": 3, "return_scores": True}).json()
+    assert len(scored["result"]) == len(texts)
+    for items, hits in zip(scored["result"], want):
+        assert [i["document"]["id"] for i in items] == [h.doc_id for h in hits]
+        assert [i["score"] for i in items] == [h.score for h in hits]
+        for item, hit in zip(items, hits):
+            assert item["document"]["contents"] == f'"{hit.title}"\n{hit.text}'
+
+    # Without scores Search-R1 answers plain document lists; topk defaults to the server's.
+    plain = http.post(f"{server}/retrieve", json={"queries": texts[:1]}).json()
+    docs = plain["result"][0]
+    assert len(docs) == LIMITS.default_topk
+    assert "document" not in docs[0] and docs[0]["id"] == want[0][0].doc_id
+
+
+def test_search_r1_client_mode(server, local, questions):
+    queries = [SearchQuery(text=q.text) for q in questions[:5]]
+    with HttpRetriever(server, protocol="search-r1") as remote:
+        got = remote.search(queries, 3)
+        excluded = got[0][0].doc_id
+        filtered = remote.search([SearchQuery(text=queries[0].text, exclude=frozenset({excluded}))], 3)[0]
+    want = local.search(queries, 3)
+    for g, w in zip(got, want):
+        assert [(h.doc_id, h.title, h.text, h.lang, h.score) for h in g] == \
+               [(h.doc_id, h.title, h.text, h.lang, h.score) for h in w]
+    # Exclusion is applied client-side, still returning k hits.
+    assert excluded not in [h.doc_id for h in filtered] and len(filtered) == 3
+    assert [h.doc_id for h in filtered] == [h.doc_id for h in local.search(
+        [SearchQuery(text=queries[0].text, exclude=frozenset({excluded}))], 3)[0]]
+
+
+def test_parse_contents_round_trip():
+    assert parse_contents('"Super Bowl 50"\nThe game was played.\nSecond line.') == \
+        ("Super Bowl 50", "The game was played.\nSecond line.")
+    assert parse_contents("a single line") == ("", "a single line")
+
+
+def test_load_retriever_returns_client_for_url(server, local, questions):
+    config = Config.model_validate({"retrieval": {"url": server, "url_protocol": "crosearch"}})
+    remote = load_retriever(config)
+    assert isinstance(remote, HttpRetriever)
+    assert remote.search(questions[:2], 2) == local.search(questions[:2], 2)
+
+
+def test_concurrent_requests_are_batched_and_correct(http, local, questions):
+    settings = ServerConfig(batch_window_ms=300, max_batch_queries=64)
+    app = create_app(local, settings)
+    results: dict[int, list] = {}
+    with serve_in_background(app) as url:
+        remote = HttpRetriever(url, client=http)  # httpx clients are thread-safe
+
+        def ask(i: int) -> None:
+            results[i] = remote.search([questions[i]], 3)[0]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = http.get(f"{url}/health").json()
+    assert [results[i] for i in range(len(questions))] == local.search(questions, 3)
+    assert stats["queries"] == len(questions)
+    # A 300 ms window gathers requests that arrive together into fewer searches.
+    assert stats["batches"] < len(questions)
+
+
+# --------------------------------------------------------------------------- bad requests
+
+BAD_REQUESTS = {
+    "empty query": ({"json": {"queries": [""]}}, 422, "empty"),
+    "blank query": ({"json": {"queries": ["   "]}}, 422, "empty"),
+    "no queries": ({"json": {"queries": []}}, 422, "non-empty"),
+    "non-string query": ({"json": {"queries": [42]}}, 422, "valid string"),
+    "queries not a list": ({"json": {"queries": "who?"}}, 422, "queries"),
+    "topk zero": ({"json": {"queries": ["who?"], "topk": 0}}, 422, "between 1 and 20"),
+    "topk huge": ({"json": {"queries": ["who?"], "topk": 10**9}}, 422, "between 1 and 20"),
+    "topk not a number": ({"json": {"queries": ["who?"], "topk": "3"}}, 422, "topk"),
+    "too many queries": ({"json": {"queries": ["who?"] * 9}}, 413, "too many queries"),
+    "query too long": ({"json": {"queries": ["x" * 600]}}, 422, "longer than 500"),
+    "body too big": ({"json": {"queries": ["x" * 5000]}}, 413, "larger than"),
+    "broken JSON": ({"content": b'{"queries": ["who?"', "headers": {"content-type": "application/json"}},
+                    400, "not valid JSON"),
+    "missing field": ({"json": {"topk": 3}}, 422, "missing field 'queries'"),
+    "unknown field": ({"json": {"queries": ["who?"], "top_k": 3}}, 422, "unknown field 'top_k'"),
+    "not an object": ({"json": ["who?"]}, 422, "JSON object"),
+    "wrong content type": ({"content": b"queries=who", "headers": {"content-type": "text/plain"}}, 415,
+                           "application/json"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_bad_retrieve_request_gets_4xx_and_server_survives(http, server, name):
+    kwargs, status, fragment = BAD_REQUESTS[name]
+    response = http.post(f"{server}/retrieve", **kwargs)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["detail"]
+    _health_ok(http, server)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"queries": [{"text": "who?", "lang": "fr"}]}, "unknown language 'fr'"),
+    ({"queries": [{"text": "who?", "search_langs": ["en", "xx"]}]}, "unknown language 'xx'"),
+    ({"queries": [{"text": "who?", "search_langs": []}]}, "at least one language"),
+    ({"queries": [{"lang": "en"}]}, "missing field 'queries.0.text'"),
+    ({"queries": [{"text": "who?", "exclude": "en/x"}]}, "exclude"),
+    ({"queries": [{"text": "who?"}], "k": 21}, "between 1 and 20"),
+    ({"queries": [{"text": "who?"}], "method": "dense"}, "dense"),  # the index has no dense part
+    ({"queries": [{"text": "who?"}], "fusion": "max"}, "fusion"),
+])
+def test_bad_search_request_gets_4xx(http, server, body, fragment):
+    response = http.post(f"{server}/search", json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert fragment in response.json()["detail"]
+    _health_ok(http, server)
+
+
+def test_streamed_body_over_limit_is_refused(http, server):
+    # No Content-Length (chunked upload): the limit is enforced while reading.
+    def chunks():
+        yield b'{"queries": ["'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"]}'
+
+    response = http.post(f"{server}/retrieve", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+    _health_ok(http, server)
+
+
+def test_raw_garbage_on_the_socket_does_not_kill_the_server(http, server):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"\x00\x01 NOT HTTP AT ALL\r\n\r\n")
+        sock.recv(1024)
+    _health_ok(http, server)
+
+
+def test_missing_content_type_is_read_as_json(http, server):
+    response = http.post(f"{server}/retrieve", content=b'{"queries": ["Super Bowl 50"], "topk": 1}')
+    assert response.status_code == 200
+    assert response.json()["result"][0][0]["title"] == "Super Bowl 50"
+
+
+# --------------------------------------------------------------------------- client errors
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_client_reports_unreachable_server():
+    remote = HttpRetriever(f"http://127.0.0.1:{_closed_port()}", timeout=2, retries=0)
+    with pytest.raises(CrosearchError, match="cannot reach retrieval server"):
+        remote.search([SearchQuery("who?")], 3)
+
+
+def test_client_reports_server_errors(server):
+    with HttpRetriever(server) as remote:
+        with pytest.raises(CrosearchError, match="422.*between 1 and 20"):
+            remote.search([SearchQuery("who?")], 50)
+        with pytest.raises(CrosearchError, match="unknown language 'fr'"):
+            remote.search([SearchQuery("who?", search_langs=["fr"])], 3)
+    with pytest.raises(CrosearchError, match="http:// or https://"):
+        HttpRetriever("localhost:8000")
+
+
+# --------------------------------------------------------------------------- the command
+
+def test_serve_command_serves_an_index(index_dir, local, questions):
+    port = _closed_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir), "--port", str(port),
+         "--max-topk", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{url}/health").json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health["max_topk"] == 5 and health["passages"] == local.num_passages
+        with HttpRetriever(url) as remote:
+            assert remote.search(questions[:2], 3) == local.search(questions[:2], 3)
+        assert httpx.post(f"{url}/retrieve", json={"queries": ["x"], "topk": 6}).status_code == 422
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_serve_command_rejects_missing_index(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "crosearch.cli", "serve", "--index", str(tmp_path / "nope")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "index directory not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_command_rejects_bad_limits(index_dir):
+    result = subprocess.run([sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir),
+                             "--max-topk", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "server.max_topk" in result.stderr
