@@ -63,7 +63,7 @@ def sample_questions(test, langs, per_lang, seed):
 
 def main() -> None:
     args = parse_args()
-    from crosearch.config import DataConfig
+    from crosearch.config import DataConfig, ModelConfig
     from crosearch.crosslingual.integration import IntegrationQuery, Integrator
     from crosearch.crosslingual.translate import (CachedTranslator, IdentityTranslator, PolicyTranslator,
                                                   TranslationCache)
@@ -75,7 +75,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    policy = load_policy(args.model)
+    policy = load_policy(ModelConfig(name=args.model))
     model, tokenizer = policy.model, policy.tokenizer
     load_s = time.perf_counter() - t0
     cache_file = work / "translations.sqlite"

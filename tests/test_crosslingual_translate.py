@@ -156,3 +156,36 @@ def test_seq2seq_translator_runs_a_local_model_through_the_cache(tiny_marian: Pa
 def test_seq2seq_missing_model_is_a_clear_error(tmp_path: Path):
     with pytest.raises(CrosearchError, match="cannot load seq2seq"):
         Seq2SeqTranslator(str(tmp_path / "nowhere"))
+
+
+# ------------------------------------------------------------------ the policy backend (tiny Gemma 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    from crosearch.config import ModelConfig
+    from crosearch.models import load_policy
+
+    loaded = load_policy(ModelConfig(name="tiny"))
+    return loaded.model, loaded.tokenizer
+
+
+def test_policy_translator_batches_caps_and_caches(tiny_policy, tmp_path: Path):
+    from crosearch.crosslingual.translate import PolicyTranslator
+
+    model, tokenizer = tiny_policy
+    side = tokenizer.padding_side
+    backend = PolicyTranslator(model, tokenizer, model_id="tiny", batch_size=2, max_new_tokens=6)
+    translator = CachedTranslator(backend, TranslationCache(tmp_path / "p.sqlite"))
+    texts = ["Wer war Nikola Tesla?", "Wo liegt Smiljan?", "Tesla wurde 1856 geboren.", "Hallo"]
+    first = translator.translate(texts, ["de"] * 4, "en")
+    assert backend.calls == 1 and backend.texts_translated == 4
+    assert len(first) == 4 and all(isinstance(t, str) and t for t in first)
+    # The random model writes gibberish: each output is one line, within the token cap, or the source.
+    for source, out in zip(texts, first):
+        assert "\n" not in out
+        assert out == source or len(tokenizer(out, add_special_tokens=False)["input_ids"]) <= 6 + 2
+    second = translator.translate(texts, ["de"] * 4, "en")
+    assert second == first and backend.calls == 1
+    # The padding side is restored for the caller (the rollout engine pads its own way).
+    assert tokenizer.padding_side == side

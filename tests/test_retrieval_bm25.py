@@ -114,3 +114,17 @@ def test_no_shared_terms_gives_no_hits_and_k_larger_than_collection(corpus):
 def test_collection_without_terms_still_indexes():
     index = Bm25Index(build_bm25_from_tokens([[], []], Bm25Params()), analyzer=str.split)
     assert index.search_tokens([["anything"]], 3) == [[]]
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "bm25+"])
+def test_batched_search_equals_bm25s_scores(corpus, method):
+    docs, queries = corpus
+    index = Bm25Index(build_bm25_from_tokens(docs, Bm25Params(method=method)), analyzer=str.split)
+    batch = queries[:30] + [queries[0] + queries[0]]  # a repeated term counts twice, as in bm25s
+    results = index.search_tokens(batch, 7)
+    for query, hits in zip(batch, results):
+        ids = [index.model.vocab_dict[t] for t in query if t in index.model.vocab_dict]
+        expected = np.asarray(index.model.get_scores(ids), dtype=np.float64)
+        got = np.array([s for _, s in hits])
+        np.testing.assert_allclose(got, np.sort(expected)[::-1][:len(hits)], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(expected[[d for d, _ in hits]], got, rtol=1e-5, atol=1e-5)

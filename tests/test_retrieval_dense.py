@@ -22,21 +22,29 @@ def make_tiny_model(directory: Path) -> Path:
     """A randomly initialised 2-layer BERT + mean pooling, with a WordPiece vocabulary of the test words."""
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     words = sorted({w for texts in TEXTS.values() for t in texts for w in t.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys([*specials, *words, *"abcdefghijklmnopqrstuvwxyz0123456789"]))}
+    backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     bert_dir = directory / "bert"
-    bert_dir.mkdir(parents=True)
-    (bert_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
     BertModel(config).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     transformer = models.Transformer(str(bert_dir), max_seq_length=32)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    pooling = models.Pooling(dimension(), pooling_mode="mean")
     model_dir = directory / "st"
     SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(model_dir))
     return model_dir
@@ -94,3 +102,16 @@ def test_dense_unit_is_reused_when_only_bm25_settings_change(tmp_path, model_dir
                          progress=False)
     assert "dense/en" in report.reused and "bm25/en" in report.built
     assert np.array_equal(before, np.fromfile(out / "dense" / "en" / "index.faiss", dtype=np.uint8))
+
+
+def test_ivf_is_used_for_large_collections_and_finds_itself():
+    from crosearch.retrieval.dense import DenseIndex, build_faiss
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((3000, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    index = build_faiss(emb, "ivf")
+    assert type(index).__name__ == "IndexIVFFlat" and index.nlist > 1
+    results = DenseIndex(index).search(emb[:20], 3, [{0}] + [set()] * 19)
+    assert all(results[i][0][0] == i for i in range(1, 20))
+    assert 0 not in {pos for pos, _ in results[0]}

@@ -14,6 +14,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("crosearch.retrieval.commands", "index", "index"),
     ("crosearch.eval.commands", "app", "eval"),
     ("crosearch.crosslingual.commands", "app", "crosslingual"),
+    ("crosearch.agent.commands", "ask", "ask"),
+    ("crosearch.rl.commands", "sft", "sft"),
+    ("crosearch.rl.commands", "train", "train"),
+    ("crosearch.model_commands", "app", "model"),
 ]
 
 

@@ -86,6 +86,9 @@ class ServerConfig(Section):
                                    description="micro-batching: wait this long for more requests before one batched search "
                                                "(0 = batch only the requests that queued while a search ran)")
     max_batch_queries: int = Field(64, ge=1, description="most queries searched in one batched call")
+    search_thread: bool = Field(False, description="search on a worker thread instead of the event loop: only pays off "
+                                                   "for retrievers that release the GIL (dense on a GPU); for BM25 the "
+                                                   "thread hand-off costs more than it overlaps")
 
 
 class CrossLingualConfig(Section):
@@ -199,7 +202,7 @@ class AgentConfig(Section):
     template: str = Field("base", description="'base' (one-shot demonstration, for base models), 'chat' (the tokenizer's "
                                               "chat template, for instruct models), or a path to a template .txt file")
     use_chat_template: bool | None = Field(None, description="wrap the prompt in the tokenizer's chat template (None = only for 'chat')")
-    max_turns: int = Field(4, ge=1, description="generation turns before an answer is forced")
+    max_turns: int = Field(4, ge=0, description="generation turns before an answer is forced (0 = answer at once)")
     max_new_tokens: int = Field(160, ge=1, description="most tokens the model writes in one turn")
     answer_tokens: int = Field(64, ge=1, description="most tokens of the forced answer turn")
     max_total_tokens: int = Field(2048, ge=64, description="most tokens of prompt + completion (model and inserted tokens)")
@@ -214,6 +217,18 @@ class AgentConfig(Section):
         "feedback", description="a turn with neither a search nor an answer: insert a correction and go on, or end the rollout")
 
 
+class EvalConfig(Section):
+    """QA evaluation (``crosearch eval qa``): sampling of questions and decoding of the pipelines."""
+
+    per_lang: int | None = Field(None, ge=1, description="questions per language (None = all); the same parallel groups in every language")
+    seed: int = Field(0, description="seed of the per-language sample")
+    batch_size: int = Field(8, ge=1, description="questions per engine call; predictions are flushed after each")
+    temperature: float = Field(0.0, ge=0.0, description="sampling temperature of evaluation rollouts (0 = greedy)")
+    direct_template: str = Field("direct", description="closed-book prompt: a bundled prompt name or a .txt path")
+    rag_template: str = Field("rag", description="one-shot RAG prompt (evidence follows it): a bundled prompt name or a .txt path")
+    rag_token_budget: int | None = Field(None, ge=16, description="evidence budget of rag-mono/rag-concat (None = crosslingual.token_budget)")
+
+
 class Config(Section):
     """The whole configuration of one crosearch run."""
 
@@ -226,6 +241,7 @@ class Config(Section):
     crosslingual: CrossLingualConfig = CrossLingualConfig()
     server: ServerConfig = ServerConfig()
     agent: AgentConfig = AgentConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 def _format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:

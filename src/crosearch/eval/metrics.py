@@ -24,6 +24,7 @@ Every metric takes the maximum over the gold answers and lies in 0..1.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -111,9 +112,17 @@ def _segment(word: str) -> list[str]:
     return tokens
 
 
+@functools.lru_cache(maxsize=65536)
+def _analyse(text: str, lang: str | None) -> tuple[str, tuple[str, ...]]:
+    # Cached: a GRPO group scores many rollouts against the same golds, and
+    # score_prediction needs both forms of every text.
+    cleaned = _clean(text, lang)
+    return cleaned, tuple(token for word in cleaned.split() for token in _segment(word))
+
+
 def answer_tokens(text: str, lang: str | None = None) -> list[str]:
     """The tokens EM and F1 compare: normalised whitespace words, unspaced scripts split per character."""
-    return [token for word in _clean(text, lang).split() for token in _segment(word)]
+    return list(_analyse(text, lang)[1])
 
 
 def normalize_answer(text: str, lang: str | None = None) -> str:
@@ -123,7 +132,7 @@ def normalize_answer(text: str, lang: str | None = None) -> str:
     unknown or missing code still gets case, punctuation, whitespace and script-based
     segmentation.
     """
-    return " ".join(answer_tokens(text, lang))
+    return " ".join(_analyse(text, lang)[1])
 
 
 def _check(prediction: object, golds: object) -> list[str]:
@@ -142,7 +151,7 @@ def _check(prediction: object, golds: object) -> list[str]:
     return golds
 
 
-def _f1_tokens(pred: list[str], gold: list[str]) -> float:
+def _f1_tokens(pred: Sequence[str], gold: Sequence[str]) -> float:
     # SQuAD v1.1 semantics: no common token (including two empty answers) scores 0.
     common = Counter(pred) & Counter(gold)
     same = sum(common.values())
@@ -163,8 +172,8 @@ def exact_match(prediction: str, golds: Sequence[str] | str, lang: str | None = 
 def f1_score(prediction: str, golds: Sequence[str] | str, lang: str | None = None) -> float:
     """Token-overlap F1 between prediction and the best-matching gold answer."""
     golds = _check(prediction, golds)
-    pred = answer_tokens(prediction, lang)
-    return max(_f1_tokens(pred, answer_tokens(gold, lang)) for gold in golds)
+    pred = _analyse(prediction, lang)[1]
+    return max(_f1_tokens(pred, _analyse(gold, lang)[1]) for gold in golds)
 
 
 def _char_ngrams(text: str, n: int = 3, *, short_unspaced: bool = False) -> list[str]:
@@ -195,10 +204,10 @@ def char3_recall(prediction: str, golds: Sequence[str] | str, lang: str | None =
     inflected or transliterated names ("Pekin" vs "Peking") where F1 gives none.
     """
     golds = _check(prediction, golds)
-    pred = Counter(_char_ngrams(_clean(prediction, lang), short_unspaced=True))
+    pred = Counter(_char_ngrams(_analyse(prediction, lang)[0], short_unspaced=True))
     best = 0.0
     for gold in golds:
-        gold_grams = Counter(_char_ngrams(_clean(gold, lang)))
+        gold_grams = Counter(_char_ngrams(_analyse(gold, lang)[0]))
         total = sum(gold_grams.values())
         if total:
             best = max(best, sum((pred & gold_grams).values()) / total)

@@ -6,8 +6,8 @@ filter): a language restriction is then exact and free, the per-query
 dense lists fuse with the BM25 lists of the same languages the same way.
 Embeddings are L2-normalised, so inner product = cosine similarity.
 
-Index types: ``flat`` (exact, default), ``ivf`` (IVF-Flat, nlist ~ 4 sqrt(N),
-for large collections) and ``hnsw`` (graph, M = 32). Small languages fall back
+Index types: ``flat`` (exact, default), ``ivf`` (IVF-Flat, nlist = min(4 sqrt(N), N/39),
+nprobe 16, for large collections) and ``hnsw`` (graph, M = 32). Small languages fall back
 to flat when there are too few passages to train IVF.
 """
 
@@ -77,9 +77,10 @@ def build_faiss(embeddings: np.ndarray, kind: DenseIndexType = "flat"):
     import faiss
 
     n, dim = embeddings.shape
-    nlist = max(1, int(4 * math.sqrt(max(n, 1))))
-    if kind == "ivf" and n >= 39 * nlist:
-        # FAISS wants ~39 training points per centroid; below that we use flat.
+    # FAISS wants >= 39 training points per centroid, so small languages get
+    # fewer lists, and flat search below 2 lists.
+    nlist = min(int(4 * math.sqrt(n)), n // 39)
+    if kind == "ivf" and nlist >= 2:
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(embeddings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -84,4 +85,28 @@ def check_output_dir(path: str | Path, resume: bool) -> Path:
         raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue that run, "
                           "or choose another output directory (--set train.output_dir=...)")
     out.mkdir(parents=True, exist_ok=True)
+    # transformers 5 takes the TensorBoard directory from the environment only; one fixed
+    # directory per run keeps a resumed run's curves with the interrupted one's.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
     return out
+
+
+def save_atomically(model: Any, tokenizer: Any, final: Path) -> None:
+    """Save into a sibling temp dir and rename, so ``final`` is either the old or the new save, never half."""
+    import json
+    import shutil
+    import time
+
+    tmp = final.parent / f".{final.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "crosearch-complete.json").write_text(json.dumps({"time": time.time()}) + "\n")
+    if final.exists():
+        old = final.parent / f".{final.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)

@@ -47,6 +47,7 @@ class PhaseTimes:
     """Seconds spent per phase in the latest rollout call (read by the trainer's timing metrics)."""
 
     rollout: float = 0.0
+    rollout_total: float = 0.0
     retrieval: float = 0.0
     searches: int = 0
 
@@ -122,12 +123,14 @@ class RolloutFunction:
 
     ``make_engine(model)`` builds the rollout engine around the model being
     trained (called once, with the trainer's unwrapped model, so generation
-    always uses the current weights) and the timed retriever.
+    always uses the current weights) and the timed retriever; ``prompt_builder``
+    is the agent's :class:`~crosearch.agent.prompts.PromptBuilder`.
     """
 
     rows: Sequence[TrainRow]
     make_engine: Any
     retriever: TimedRetriever
+    prompt_builder: Any
     times: PhaseTimes = field(default_factory=PhaseTimes)
     _engine: Any = None
     _table: dict[str, TrainRow] = field(default_factory=dict)
@@ -149,33 +152,45 @@ class RolloutFunction:
             seen[key] += 1
         return chosen
 
-    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[Any]]:
-        from crosearch.rl.engine_adapter import run_engine
+    def requests(self, questions: Sequence[QAExample], tokenizer: Any) -> list[Any]:
+        """Engine requests: the agent's prompt for each question version, with its own exclusions."""
+        from crosearch.agent.engine import RolloutRequest
 
+        return [RolloutRequest(prompt=self.prompt_builder.encode(tokenizer, q.question, q.lang), lang=q.lang,
+                               exclude=frozenset(q.exclude), id=q.id) for q in questions]
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[Any]]:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self._engine is None:
             self._engine = self.make_engine(model)
         questions = self.assign(prompts)
+        requests = self.requests(questions, self._engine.tokenizer)
         was_training = model.training
         model.eval()  # no dropout while sampling, so the sampled log-probs are the policy's
         retrieval_before, start = self.retriever.seconds, time.perf_counter()
         try:
-            results = run_engine(self._engine, questions)
+            results = self._engine.run(requests)
         finally:
             model.train(was_training)
-        self.times.rollout = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.times.rollout = elapsed
+        self.times.rollout_total += elapsed
         self.times.retrieval = self.retriever.seconds - retrieval_before
-        self.times.searches = sum(r.searches for r in results)
+        self.times.searches = sum(r.n_searches for r in results)
+        valid = [valid_format(r) for r in results]
         log = getattr(trainer, "_log_metric", None)
         if log is not None:
             n = max(1, len(results))
             log("rollout/searches", self.times.searches / n)
             log("rollout/answered", sum(r.answer is not None for r in results) / n)
-            log("rollout/valid_format", sum(r.valid_format for r in results) / n)
+            log("rollout/valid_format", sum(valid) / n)
             log("rollout/model_tokens", sum(sum(r.env_mask) for r in results) / n)
             log("rollout/inserted_tokens", sum(len(r.env_mask) - sum(r.env_mask) for r in results) / n)
             log("time/generation", self.times.rollout - self.times.retrieval)
             log("time/retrieval", self.times.retrieval)
+            for lang in sorted({q.lang for q in questions}):
+                picked = [r for r, q in zip(results, questions) if q.lang == lang]
+                log(f"lang/searches/{lang}", sum(r.n_searches for r in picked) / len(picked))
         return {
             "prompt_ids": [r.prompt_ids for r in results],
             "completion_ids": [r.completion_ids for r in results],
@@ -185,7 +200,19 @@ class RolloutFunction:
             "golds": [list(q.answers) for q in questions],
             "lang": [q.lang for q in questions],
             "qid": [q.id for q in questions],
-            "valid_format": [r.valid_format for r in results],
-            "num_searches": [r.searches for r in results],
+            "valid_format": valid,
+            "num_searches": [r.n_searches for r in results],
             "stop_reason": [r.stop_reason for r in results],
         }
+
+
+# Turn problems that make a rollout break the protocol (trailing text is only trimmed).
+_FORMAT_PROBLEMS = frozenset({"no_tags", "unclosed_search", "unclosed_answer", "empty_query", "empty_answer",
+                              "mismatched_tags", "close_without_open", "invented_information"})
+
+
+def valid_format(rollout: Any) -> bool:
+    """The rollout answered on its own (not forced), with a non-empty answer, and no turn broke the protocol."""
+    if rollout.stop_reason != "answered" or not rollout.answer:
+        return False
+    return all(t.action != "invalid" and not (_FORMAT_PROBLEMS & set(t.problems)) for t in rollout.turns)

@@ -1,0 +1,119 @@
+"""Time one GRPO step by phase, peak memory, and training FLOP/s against this machine's matmul peak.
+
+    python benchmarks/bench_grpo_step.py --config configs/quickstart-cpu.yaml --steps 2 --out /tmp/grpo_bench.json
+
+Phases (seconds per optimizer step, from the trainer's own metrics): generation
+(model sampling inside the rollout engine), retrieval (searches), log-probs
+(TRL's scoring of the batch: old/reference log-probs, rewards, advantages) and
+update (forward/backward passes and the optimizer step). The baseline measured
+in the same run is a torch matmul loop in fp32 and bf16 (the machine's peak);
+FLOP/s are reported as a fraction of it. FLOPs are estimated from token counts:
+a forward pass costs 2 x (non-embedding parameters) per token plus
+2 x hidden x vocabulary per token whose logits are computed; backward about
+twice the forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def matmul_peak(dtype_name: str, size: int = 1024, seconds: float = 3.0) -> float:
+    """FLOP/s of a square matmul loop (the baseline peak of this machine for that dtype)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/quickstart-cpu.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps (the first is reported separately)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+    from crosearch.config import load_config
+    from crosearch.rl.train import run_train
+
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
+        config = load_config(args.config, [*args.overrides, f"train.max_steps={args.steps}",
+                                           f"train.output_dir={tmp}/run", f"train.save_steps={args.steps + 1}"])
+        started = time.perf_counter()
+        summary = run_train(config, keep_batches=True)
+        wall = time.perf_counter() - started
+    trainer = summary.pop("trainer")
+    steps = [e for e in summary["log_history"] if "time/step" in e]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    emb = model.get_input_embeddings().weight
+    vocab, hidden = emb.shape
+    total_params = sum(p.numel() for p in model.parameters())
+    body_params = total_params - vocab * hidden  # the LM head is tied to the embedding
+
+    rows = []
+    previous_tokens = 0
+    for entry, batch in zip(steps, _per_step(summary["kept_batches"], len(steps))):
+        seen = entry.get("num_tokens", 0)
+        all_tokens = seen - previous_tokens  # prompt + completion tokens of the step
+        previous_tokens = seen
+        completion_tokens = sum(int(b["completion_mask"].sum()) for b in batch)
+        model_tokens = sum(int((b["completion_mask"] * b.get("tool_mask", b["completion_mask"])).sum()) for b in batch)
+        forward = 2 * body_params * all_tokens + 2 * hidden * vocab * completion_tokens
+        update_flops = 3 * forward  # forward + backward (about twice the forward)
+        # Sampling: every model token costs a forward of the body and the head; each turn also re-reads its context.
+        generation_flops = 2 * (body_params + hidden * vocab) * model_tokens + 2 * body_params * all_tokens
+        compute = entry["time/generation"] + entry["time/logprobs"] + entry["time/update"]
+        rows.append({
+            "step": entry["step"], "seconds": entry["time/step"], "generation": entry["time/generation"],
+            "retrieval": entry["time/retrieval"], "logprobs": entry["time/logprobs"], "update": entry["time/update"],
+            "tokens": all_tokens, "model_tokens": model_tokens, "peak_rss_gb": entry["memory/peak_rss_gb"],
+            "update_flops_per_s": update_flops / max(entry["time/update"], 1e-9),
+            "generation_flops_per_s": generation_flops / max(entry["time/generation"], 1e-9),
+            "step_flops_per_s": (update_flops + generation_flops) / max(compute, 1e-9),
+        })
+    bf16 = bool(trainer.args.bf16)
+    peak = peaks["bfloat16" if bf16 else "float32"]
+    later = rows[1:] or rows
+    result = {
+        "config": args.config, "overrides": args.overrides, "steps": args.steps, "wall_seconds": wall,
+        "matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "bf16_training": bf16,
+        "params": total_params, "vocab": vocab, "per_step": rows,
+        "mean_after_first": {k: statistics.mean(r[k] for r in later)
+                             for k in ("seconds", "generation", "retrieval", "logprobs", "update")},
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in rows),
+        "update_fraction_of_peak": statistics.mean(r["update_flops_per_s"] for r in later) / peak,
+        "step_fraction_of_peak": statistics.mean(r["step_flops_per_s"] for r in later) / peak,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+def _per_step(batches: list, n_steps: int) -> list[list]:
+    """Split the kept generation batches evenly over the optimizer steps."""
+    if n_steps == 0:
+        return []
+    per = max(1, len(batches) // n_steps)
+    return [batches[i * per:(i + 1) * per] for i in range(n_steps)]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""``crosearch eval qa`` (one pipeline over a benchmark split) and ``crosearch eval report`` (runs side by side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.errors import CrosearchError
+
+PipelineOption = Annotated[str, typer.Option(
+    "--pipeline", "-p", help="direct, rag-mono, rag-concat or search-agent.")]
+
+
+def model_overrides(model: str | None, adapter: Path | None, index_dir: Path | None,
+                    retriever_url: str | None) -> list[str]:
+    """``--set`` items for the shared --model/--adapter/--index/--retriever-url flags."""
+    items = []
+    if model is not None:
+        items.append(f"model.name={json.dumps(model)}")
+    if adapter is not None:
+        items.append(f"model.adapter={json.dumps(str(adapter))}")
+    if index_dir is not None:
+        items.append(f"retrieval.index_dir={json.dumps(str(index_dir))}")
+    if retriever_url is not None:
+        items.append(f"retrieval.url={json.dumps(retriever_url)}")
+    return items
+
+
+def eval_qa(
+    pipeline: PipelineOption,
+    benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
+    split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
+    per_lang: Annotated[Optional[int], typer.Option(
+        "--per-lang", help="Questions per language, the same parallel questions in every language "
+                           "(default: eval.per_lang, None = all).", show_default=False)] = None,
+    langs: Annotated[Optional[str], typer.Option(
+        "--langs", help="Comma-separated question languages (default: all).", show_default=False)] = None,
+    index_dir: Annotated[Optional[Path], typer.Option(
+        "--index", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
+    retriever_url: Annotated[Optional[str], typer.Option(
+        "--retriever-url", help="A running `crosearch serve` (or Search-R1 server, with "
+                                "--set retrieval.url_protocol=search-r1) instead of a local index.",
+        show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False)] = None,
+    adapter: Annotated[Optional[Path], typer.Option(
+        "--adapter", help="A PEFT adapter directory (warm start or GRPO checkpoint).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Run directory for predictions.jsonl and metrics.json (default: runs/eval/PIPELINE).",
+        show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Answer a benchmark split with one pipeline; write predictions.jsonl (resumable) and metrics.json."""
+    from rich.console import Console
+
+    from crosearch.eval.qa import QARun, metrics_table, run_qa_eval
+
+    extra = list(overrides or []) + model_overrides(model, adapter, index_dir, retriever_url)
+    if per_lang is not None:
+        extra.append(f"eval.per_lang={per_lang}")
+    cfg = resolve_config(config, extra)
+    lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
+    run = QARun(pipeline=pipeline, benchmark=benchmark, out_dir=out or Path("runs/eval") / pipeline, split=split,
+                per_lang=cfg.eval.per_lang, langs=lang_list)
+    console = Console(stderr=True)
+    metrics = run_qa_eval(run, cfg, progress=not quiet, console=console)
+    title = f"{pipeline} on {metrics['setting']}/{split} ({cfg.model.name}{', ' + cfg.model.adapter if cfg.model.adapter else ''})"
+    Console().print(metrics_table(metrics, title=title))
+    console.print(f"wrote {run.out_dir / 'predictions.jsonl'} and {run.out_dir / 'metrics.json'}")
+
+
+def eval_report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories of `crosearch eval qa` (or metrics.json files).")],
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, n.")] = "em,f1,char3,lang_match,searches",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the markdown here.",
+                                                show_default=False)] = None,
+) -> None:
+    """Several runs side by side, one markdown table per metric (languages as rows, runs as columns)."""
+    from crosearch.eval.report import compare_runs
+    from crosearch.io import atomic_write_text
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not names:
+        raise CrosearchError("--metrics needs at least one metric name")
+    text = compare_runs(runs, names)
+    typer.echo(text, nl=False)
+    if out is not None:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}", err=True)
