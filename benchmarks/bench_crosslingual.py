@@ -8,7 +8,10 @@ each strategy gathers evidence for every question's own text as the query:
 - ``mono``: the question's language only;
 - ``concat``: raw top ``--concat-per-lang`` of every language, concatenated;
 - ``xl-none``: the crosslingual strategy without translation (identity translator);
-- ``xl-policy``: the crosslingual strategy with the policy model translating (few-shot).
+- ``xl-policy-q``: crosslingual with the policy model translating the queries only (foreign
+  evidence shown in its language, no duplicate detection): no passage is translated;
+- ``xl-policy``: the full crosslingual strategy with the policy model translating queries and
+  foreign candidates (duplicates detected on the translations, evidence shown translated).
 
 Reported per language and averaged: recall (gold paragraph, in any language, among the
 inserted passages), answer coverage (a gold answer string of the question's language
@@ -38,7 +41,7 @@ def parse_args() -> argparse.Namespace:
                     help="languages searched besides the question's (default: every collection language)")
     ap.add_argument("--per-lang", type=int, default=20, help="questions per language")
     ap.add_argument("--settings", nargs="+", default=["full", "gap", "no-native"])
-    ap.add_argument("--strategies", nargs="+", default=["mono", "concat", "xl-none", "xl-policy"])
+    ap.add_argument("--strategies", nargs="+", default=["mono", "concat", "xl-none", "xl-policy-q", "xl-policy"])
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--concat-per-lang", type=int, default=1)
     ap.add_argument("--budget", type=int, default=400, help="token budget of inserted evidence")
@@ -48,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="runs/bench-crosslingual", help="indexes and the translation cache")
     ap.add_argument("--out", default="benchmarks/results/crosslingual.json")
+    ap.add_argument("--keep-cache", action="store_true", help="reuse the translation cache of an earlier run")
     return ap.parse_args()
 
 
@@ -79,14 +83,12 @@ def main() -> None:
     model, tokenizer = policy.model, policy.tokenizer
     load_s = time.perf_counter() - t0
     cache_file = work / "translations.sqlite"
-    cache_file.unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        Path(str(cache_file) + suffix).unlink(missing_ok=True)
+    if not args.keep_cache:  # cold timings need an empty cache
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(cache_file) + suffix).unlink(missing_ok=True)
     policy_backend = PolicyTranslator(model, tokenizer, model_id=args.model, batch_size=8, max_new_tokens=48)
-    translators = {
-        "xl-none": IdentityTranslator(),
-        "xl-policy": CachedTranslator(policy_backend, TranslationCache(cache_file)),
-    }
+    cached_policy = CachedTranslator(policy_backend, TranslationCache(cache_file))
+    translators = {"xl-none": IdentityTranslator(), "xl-policy-q": cached_policy, "xl-policy": cached_policy}
     results: dict = {"args": vars(args), "model_load_s": round(load_s, 1), "settings": {}}
 
     for setting in args.settings:
@@ -101,7 +103,8 @@ def main() -> None:
             integ = Integrator(retriever, name, translator=translators.get(strategy), tokenizer=tokenizer,
                                target_langs=args.targets, token_budget=args.budget,
                                per_lang_k=args.concat_per_lang if name == "concat" else None,
-                               dedup_threshold=args.dedup_threshold)
+                               dedup_threshold=1.0 if strategy == "xl-policy-q" else args.dedup_threshold,
+                               render="original" if strategy == "xl-policy-q" else "translate")
             queries = [IntegrationQuery(q.question, q.lang, frozenset(q.exclude)) for q in questions]
             timings = {}
             evidence = []
@@ -143,10 +146,12 @@ def main() -> None:
             res_setting[strategy] = summary
             print(setting, strategy, json.dumps(summary["avg"]), "cold s/search", summary["s_per_search_cold"],
                   "dups", summary.get("duplicates_dropped"), summary.get("duplicates_same_paragraph"), flush=True)
-        results["settings"][setting] = res_setting
+            results["settings"][setting] = res_setting
+            results["policy_translator"] = {"texts_translated": policy_backend.texts_translated,
+                                            "generate_s": round(policy_backend.seconds, 1),
+                                            "fallbacks": policy_backend.fallbacks}
+            atomic_write_json(args.out, results)  # partial results survive an interrupted run
         retriever.close()
-    results["policy_translator"] = {"texts_translated": policy_backend.texts_translated,
-                                    "fallbacks": policy_backend.fallbacks}
     results["total_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(args.out, results)
     print_table(results)

@@ -7,7 +7,9 @@ XQuAD collection. The baseline, measured in the same run, is the same queries
 searched one call at a time by ``LocalRetriever.search`` in this process.
 
 Reported per setting: throughput (queries/s), p50/p99 latency, errors, answers that
-differ from in-process search, and the ratio server qps / in-process qps.
+differ from in-process search, the ratio server qps / in-process qps, and the CPU
+time the server and the load generator spent per query (less sensitive than
+throughput to other processes sharing the machine; the load average is printed too).
 
     python benchmarks/bench_server.py                       # defaults below
     python benchmarks/bench_server.py --requests 3000 --concurrency 1,8,32 --batch-window-ms 0,2
@@ -97,6 +99,21 @@ def in_process(retriever: LocalRetriever, queries: list[SearchQuery], k: int) ->
             "answers": answers}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (the workers of ``--workers N``)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -129,6 +146,7 @@ async def load(url: str, queries: list[SearchQuery], k: int, concurrency: int, e
 
     latencies: list[float] = []
     errors = 0
+    error_kinds: dict[str, int] = {}
     mismatches = 0
     next_index = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -157,11 +175,13 @@ async def load(url: str, queries: list[SearchQuery], k: int, concurrency: int, e
                         response = await client.post(f"{url}/{endpoint}", json=body(queries[i]))
                         ok = response.status_code == 200
                         answer = response.json() if ok else None
-                    except httpx.HTTPError:
-                        ok, answer = False, None
+                        kind = f"HTTP {response.status_code}"
+                    except httpx.HTTPError as exc:
+                        ok, answer, kind = False, None, type(exc).__name__
                     latencies.append(time.perf_counter() - t)
                     if not ok:
                         errors += 1
+                        error_kinds[kind] = error_kinds.get(kind, 0) + 1
                     elif ids(answer) != expected[i]:
                         mismatches += 1
                     progress.advance(task)
@@ -171,7 +191,7 @@ async def load(url: str, queries: list[SearchQuery], k: int, concurrency: int, e
             wall = time.perf_counter() - start
     return {"qps": len(queries) / wall, "p50_ms": 1000 * percentile(latencies, 50),
             "p99_ms": 1000 * percentile(latencies, 99), "mean_ms": 1000 * statistics.fmean(latencies),
-            "errors": errors, "mismatches": mismatches, "requests": len(queries)}
+            "errors": errors, "error_kinds": error_kinds, "mismatches": mismatches, "requests": len(queries)}
 
 
 def main() -> None:
@@ -201,12 +221,15 @@ def main() -> None:
     if args.endpoint == "retrieve":  # Search-R1 queries have no language
         queries = [SearchQuery(text=q.text) for q in queries]
     retriever.search(queries[:50], args.k)  # warm caches (mmap pages, analyzers)
+    cpu = time.process_time()
     base = in_process(retriever, queries, args.k)
+    base["cpu_ms"] = 1000 * (time.process_time() - cpu) / (2 * len(queries))  # both passes
+    base["loadavg"] = os.getloadavg()[0]
     expected = base.pop("answers")
     print(f"index {index}: {retriever.num_passages} passages, {len(retriever.languages)} languages; "
           f"{len(queries)} queries, k={args.k}, endpoint /{args.endpoint}, search_langs={args.search_langs}")
     print(f"in-process, one query per call: {base['qps']:.0f} q/s (p50 {base['p50_ms']:.1f} ms, "
-          f"p99 {base['p99_ms']:.1f} ms); batches of 64: {base['batched64_qps']:.0f} q/s")
+          f"p99 {base['p99_ms']:.1f} ms); batches of 64: {base['batched64_qps']:.0f} q/s; load average {base['loadavg']:.1f}")
     retriever.close()
     del retriever
 
@@ -216,12 +239,18 @@ def main() -> None:
         try:
             asyncio.run(load(url, queries[:min(100, len(queries))], args.k, 4, args.endpoint, expected))  # warm-up
             for c in concurrencies:
+                server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
                 result = asyncio.run(load(url, queries, args.k, c, args.endpoint, expected))
-                result.update(concurrency=c, batch_window_ms=window, ratio=result["qps"] / base["qps"])
+                result.update(concurrency=c, batch_window_ms=window, ratio=result["qps"] / base["qps"],
+                              server_cpu_ms=1000 * (cpu_seconds(proc.pid) - server_cpu) / len(queries),
+                              client_cpu_ms=1000 * (time.process_time() - client_cpu) / len(queries),
+                              loadavg=os.getloadavg()[0])
                 rows.append(result)
                 print(f"server window={window:g} ms c={c:3d}: {result['qps']:6.0f} q/s  p50 {result['p50_ms']:6.1f} ms  "
                       f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  mismatches {result['mismatches']}  "
-                      f"ratio {result['ratio']:.2f}")
+                      f"ratio {result['ratio']:.2f}  cpu/query server {result['server_cpu_ms']:.2f} ms "
+                      f"client {result['client_cpu_ms']:.2f} ms  load {result['loadavg']:.1f}"
+                      + (f"  error kinds {result['error_kinds']}" if result["errors"] else ""))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -13,7 +13,7 @@ from crosearch.agent.backends import HFBackend, SamplingParams, StopChecker, Tea
 from crosearch.agent.engine import STOP_STRINGS, RolloutEngine, RolloutRequest, to_trl
 from crosearch.agent.prompts import PromptBuilder, read_prompt_file
 from crosearch.agent.scoring import sequence_logprobs
-from crosearch.config import AgentConfig
+from crosearch.config import AgentConfig, load_config
 from crosearch.crosslingual.integration import Integrator
 from crosearch.data.formats import load_squad, squad_examples, squad_passages, xquad_dir
 from crosearch.errors import CrosearchError
@@ -94,8 +94,10 @@ def test_searches_insert_information_as_env_tokens(tiny, retriever, xquad):
             return "<think>found it</think>\n<answer>Denver Broncos</answer> trailing words"
         return f"<think>I should search.</think>\n<search>{question.question}</search> extra"
 
-    config = AgentConfig(max_turns=3, max_new_tokens=48, answer_tokens=8)
-    engine = RolloutEngine(TeacherForcedBackend(model, tok, responder), _integration(retriever, tok), config)
+    full = load_config(overrides=["agent.max_turns=3", "agent.max_new_tokens=48", "agent.answer_tokens=8",
+                                  "crosslingual.strategy=mono", "crosslingual.token_budget=60", "retrieval.k=2"])
+    config = full.agent
+    engine = RolloutEngine.from_config(TeacherForcedBackend(model, tok, responder), retriever, full)
     [r] = engine.run(_requests(tok, [question], 1))
     _check_invariants(r, config)
     assert r.stop_reason == "answered" and r.answer == "Denver Broncos" and r.n_searches == 1
@@ -239,8 +241,46 @@ def test_stop_checker_cuts_right_after_the_stop_string(tiny):
     assert checker.end_of(ids, 3) == (3, "length", None)
 
 
+def test_zero_turns_goes_straight_to_the_forced_answer(tiny, xquad):
+    model, tok = tiny
+    config = AgentConfig(max_turns=0, answer_tokens=6)
+    forced = TeacherForcedBackend(model, tok, lambda ctx: " 308 points</answer>")
+    [r] = RolloutEngine(forced, None, config).run(_short_requests(xquad[1]))
+    _check_invariants(r, config)
+    assert r.stop_reason == "max_turns" and r.answer == "308 points" and [t.kind for t in r.turns] == ["force_answer"]
+    assert r.env_mask[: len(r.env_mask) - r.turns[0].model_tokens] == [0] * (len(r.env_mask) - r.turns[0].model_tokens)
+
+
 def test_prompt_that_leaves_no_room_is_a_clear_error(tiny, xquad):
     model, tok = tiny
     config = AgentConfig(max_total_tokens=100)
     with pytest.raises(CrosearchError, match="max_total_tokens"):
         RolloutEngine(HFBackend(model, tok), None, config).run(_requests(tok, xquad[1], 1))
+
+
+@pytest.mark.slow
+def test_bundled_model_rollouts_are_token_exact(retriever, xquad):
+    """The real Gemma 3 270M, sampled as in training: ids, mask and log-probs hold up."""
+    from crosearch.models import load_policy
+
+    policy = load_policy("bundled", dtype="float32", device="cpu", show_progress=False)
+    model, tok = policy.model, policy.tokenizer
+    full = load_config(overrides=["agent.max_turns=2", "agent.max_new_tokens=40", "agent.answer_tokens=16",
+                                  "agent.temperature=0.8", "crosslingual.strategy=mono", "retrieval.k=2",
+                                  "crosslingual.token_budget=120"])
+    engine = RolloutEngine.from_config(HFBackend(model, tok), retriever, full)
+    rollouts = engine.run(_requests(tok, xquad[1], 2))
+    recomputed = sequence_logprobs(model, [r.prompt_ids for r in rollouts], [r.completion_ids for r in rollouts],
+                                   temperature=0.8, pad_token_id=tok.pad_token_id)
+    for r, ref in zip(rollouts, recomputed):
+        _check_invariants(r, full.agent)
+        assert r.turns and r.stop_reason in ("answered", "answer_truncated", "max_turns", "budget",
+                                             "eos_without_answer")
+        diffs = [abs(r.logprobs[i] - ref[i]) for i, m in enumerate(r.env_mask) if m == 1]
+        print(r.stop_reason, r.n_searches, repr(r.answer), f"max |dlogp| {max(diffs):.2e}",
+              [(t.action, t.problems) for t in r.turns])
+        assert max(diffs) < 1e-3
+        for turn in r.turns:
+            if turn.information:  # a query sharing no term with the collection finds nothing
+                assert turn.information.startswith("\n\n<information>")
+                assert bool(turn.docs) != ("No results found." in turn.information)

@@ -80,6 +80,10 @@ def test_forced_answer_parsing():
     assert closed.answer == "Denver Broncos" and closed.closed and P.TRAILING_TEXT in closed.problems
     cut = parse_forced_answer(" a very long answer that ran out")
     assert cut.answer == "a very long answer that ran out" and P.UNCLOSED_ANSWER in cut.problems
+    half = parse_forced_answer(" 308 points</ans")  # the token cap cut the closing tag
+    assert half.answer == "308 points" and not half.closed
+    assert parse_turn("<answer>Paris <").answer == "Paris"
+    assert parse_forced_answer("x < y").answer == "x < y"
     stray = parse_forced_answer("Paris<search>more</search>")
     assert stray.answer == "Paris" and P.MISMATCHED_TAGS in stray.problems
     empty = parse_forced_answer("</answer>")

@@ -59,8 +59,12 @@ def ask(
     from crosearch.eval.qa_commands import model_overrides
     from crosearch.types import QAExample
 
+    from crosearch.agent.pipelines import PIPELINES
+
     if not question.strip():
         raise CrosearchError("the question is empty")
+    if pipeline not in PIPELINES:
+        raise CrosearchError(f"unknown pipeline '{pipeline}'; choose one of {', '.join(PIPELINES)}")
     cfg = resolve_config(config, list(overrides or []) + model_overrides(model, adapter, index_dir, retriever_url))
     console = Console(stderr=True)
     retriever = None
@@ -113,7 +117,7 @@ def show_trace(console: Any, trace: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
-    console.print(Panel(escape(trace["question"]), title=f"question [{trace['lang']}] · {trace['pipeline']}",
+    console.print(Panel(escape(trace["question"]), title=escape(f"question [{trace['lang']}] · {trace['pipeline']}"),
                         expand=False))
     for ev in trace.get("prompt_evidence") or []:
         console.print(Panel("\n".join(_evidence_lines(ev)), title="evidence in the prompt", expand=False))

@@ -73,6 +73,14 @@ def _cut_invented_information(text: str) -> tuple[str, bool]:
     return text[: match.start()], True
 
 
+def _strip_partial_close(content: str) -> str:
+    """Drop a closing tag the token cap cut in half (``Paris</ans``): it is not part of the answer."""
+    start = content.rfind("<")
+    if start >= 0 and "</answer>".startswith(_SPACE.sub("", content[start:])):
+        return content[:start]
+    return content
+
+
 def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
     """Parse one generated turn into a search, an answer, or an invalid action.
 
@@ -115,6 +123,7 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
         problems.append(UNCLOSED_SEARCH)
         return TurnParse("invalid", content or None, default_end, default_inclusive, False, tuple(problems))
     problems.append(UNCLOSED_ANSWER)
+    content = _strip_partial_close(content).strip()
     return _finish(kind, content, default_end, default_inclusive, False, problems, previous_queries)
 
 
@@ -149,7 +158,7 @@ def parse_forced_answer(text: str) -> TurnParse:
             problems.append(TRAILING_TEXT)
     else:
         problems.append(UNCLOSED_ANSWER)
-        content, closed = body, False
+        content, closed = _strip_partial_close(body), False
         end, inclusive = (len(body), False) if invented else (len(text), True)
     # A model that opens another tag inside its answer has left the answer behind.
     stray = _OPEN.search(content)

@@ -126,6 +126,35 @@ def build_prompt(text: str, src_lang: str, tgt_lang: str) -> str:
     return "\n".join(lines)
 
 
+def newline_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of every vocabulary token that contains a line break.
+
+    SentencePiece vocabularies spell it as a raw newline (or the byte token ``<0x0A>``),
+    byte-level BPE as ``Ċ``.
+    """
+    return sorted(i for t, i in tokenizer.get_vocab().items() if "\n" in t or "Ċ" in t or t == "<0x0A>")
+
+
+def _newline_stop(tokenizer: Any, device: Any) -> Any:
+    """A stopping criterion that ends each row at its first newline token.
+
+    transformers' ``stop_strings`` matches token/string overlaps over the whole
+    vocabulary (262k tokens for Gemma) on every call: 8.6 s against 5.2 s for one
+    batch of 8 prompts x 20 tokens with the tiny test model, warm. The newline ids
+    can be listed once instead.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    ids = torch.tensor(newline_token_ids(tokenizer), dtype=torch.long, device=device)
+
+    class NewlineStop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.isin(input_ids[:, -1], ids)
+
+    return NewlineStop()
+
+
 class PolicyTranslator:
     """``policy``: the policy LM itself, prompted few-shot, greedy, without gradients.
 
@@ -146,6 +175,8 @@ class PolicyTranslator:
         self.calls = 0
         self.texts_translated = 0
         self.fallbacks: dict[str, int] = {"empty": 0, "loop": 0}
+        self.seconds = 0.0  # wall time spent generating, for cost reports
+        self._stop: Any = None
 
     def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
                   max_new_tokens: int | None = None) -> list[str]:
@@ -167,11 +198,17 @@ class PolicyTranslator:
         todo.sort(key=lambda i: lengths[i])
         batches = [todo[j:j + self.batch_size] for j in range(0, len(todo), self.batch_size)]
         device = next(self.model.parameters()).device
+        from transformers import StoppingCriteriaList
+
+        if self._stop is None:
+            self._stop = _newline_stop(tok, device)
+        stop = self._stop
         iterator: Any = batches
         if self.show_progress and len(batches) > 1:
             from tqdm import tqdm
 
             iterator = tqdm(batches, desc=f"translate -> {tgt_lang}", unit="batch")
+        started = time.perf_counter()
         try:
             for batch in iterator:
                 prompts = [build_prompt(texts[i], src_langs[i], tgt_lang) for i in batch]
@@ -182,7 +219,7 @@ class PolicyTranslator:
                 with torch.inference_mode():
                     generated = self.model.generate(
                         **enc, max_new_tokens=budget, do_sample=False, num_beams=1,
-                        stop_strings=["\n"], tokenizer=tok, pad_token_id=tok.pad_token_id,
+                        stopping_criteria=StoppingCriteriaList([stop]), pad_token_id=tok.pad_token_id,
                     )
                 new_tokens = generated[:, enc["input_ids"].shape[1]:]
                 for row, i in enumerate(batch):
@@ -194,6 +231,7 @@ class PolicyTranslator:
                     self.texts_translated += 1
         finally:
             tok.padding_side = previous_side
+            self.seconds += time.perf_counter() - started
         return out
 
 

@@ -224,7 +224,7 @@ class _Job:
 
 
 class MicroBatcher:
-    """Merge concurrent requests into batched ``retriever.search`` calls on one worker thread.
+    """Merge concurrent requests into batched ``retriever.search`` calls, one batch at a time.
 
     A request that arrives while a search is running waits in the queue; when
     the search ends, everything queued (up to ``max_queries``) that asks for the
@@ -306,29 +306,35 @@ class MicroBatcher:
                 groups.setdefault((job.k, job.options), []).append(job)
             for (k, options), group in groups.items():
                 live = [job for job in group if not job.future.done()]  # a client may have gone away
-                if not live:
-                    continue
-                merged = [q for job in live for q in job.queries]
-                try:
-                    if self._in_thread:
-                        results = await anyio.to_thread.run_sync(lambda: self._search(merged, k, **dict(options)))
-                    else:
-                        results = self._search(merged, k, **dict(options))
-                    if len(results) != len(merged):
-                        raise RuntimeError(f"retriever returned {len(results)} result lists for {len(merged)} queries")
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                    for job in live:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.queries += len(merged)
-                start = 0
-                for job in live:
-                    end = start + len(job.queries)
-                    if not job.future.done():
-                        job.future.set_result(results[start:end])
-                    start = end
+                if live:
+                    await self._run(live, k, dict(options))
+
+    async def _run(self, jobs: list[_Job], k: int, options: dict[str, str]) -> None:
+        merged = [q for job in jobs for q in job.queries]
+        try:
+            if self._in_thread:
+                results = await anyio.to_thread.run_sync(lambda: self._search(merged, k, **options))
+            else:
+                results = self._search(merged, k, **options)
+            if len(results) != len(merged):
+                raise RuntimeError(f"retriever returned {len(results)} result lists for {len(merged)} queries")
+        except Exception as exc:  # noqa: BLE001 - answered to the requests, never raised in the loop
+            if len(jobs) > 1:
+                # One request's failure must not fail the others it was batched with.
+                for job in jobs:
+                    await self._run([job], k, options)
+                return
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(exc)
+            return
+        self.batches += 1
+        self.queries += len(merged)
+        start = 0
+        for job in jobs:
+            end = start + len(job.queries)
+            if not job.future.done():
+                job.future.set_result(results[start:end])
+            start = end
 
 
 # --------------------------------------------------------------------------- formatting

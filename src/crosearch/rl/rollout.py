@@ -81,17 +81,18 @@ class TimedRetriever:
 
 
 def build_rows(questions: Sequence[QAExample], *, multilingual: bool, group_languages: int,
-               seed: int = 0) -> list[TrainRow]:
+               seed: int = 0, pool: Sequence[QAExample] | None = None) -> list[TrainRow]:
     """Dataset rows for GRPO.
 
     Without multilingual groups, one row per question. With them, one row per
     question whose parallel versions exist in at least one other language: the
     question first, then ``group_languages - 1`` other versions drawn by ``seed``
-    (fewer when fewer exist). Questions without a parallel version are kept as
-    single-language rows.
+    (fewer when fewer exist), looked up in ``pool`` (default: ``questions``), so a
+    subsample of rows still finds its partners. Questions without a parallel
+    version are kept as single-language rows.
     """
     by_group: dict[str, list[QAExample]] = defaultdict(list)
-    for q in questions:
+    for q in (pool if pool is not None else questions):
         if q.group is not None:
             by_group[q.group].append(q)
     rng = random.Random(seed)

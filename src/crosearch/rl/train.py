@@ -203,7 +203,9 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
     bench = ensure_benchmark(config, t.benchmark)
     retriever = TimedRetriever(ensure_retriever(config, bench))
     questions = select_questions(bench.train, t.languages, t.max_questions, t.seed)
-    rows = build_rows(questions, multilingual=t.multilingual_groups, group_languages=t.group_languages, seed=t.seed)
+    pool = [q for q in bench.train if t.languages is None or q.lang in t.languages]
+    rows = build_rows(questions, multilingual=t.multilingual_groups, group_languages=t.group_languages,
+                      seed=t.seed, pool=pool)
     model, tokenizer, peft = _prepare_model(config, out)
     device = model_device(model)
 
