@@ -189,3 +189,17 @@ def test_policy_translator_batches_caps_and_caches(tiny_policy, tmp_path: Path):
     assert second == first and backend.calls == 1
     # The padding side is restored for the caller (the rollout engine pads its own way).
     assert tokenizer.padding_side == side
+
+
+@pytest.mark.slow
+def test_bundled_model_translates_a_query():
+    from crosearch.config import ModelConfig
+    from crosearch.crosslingual.translate import PolicyTranslator
+    from crosearch.models import load_policy
+
+    loaded = load_policy(ModelConfig(name="bundled"), show_progress=False)
+    backend = PolicyTranslator(loaded.model, loaded.tokenizer, model_id="bundled", max_new_tokens=32)
+    out = backend.translate(["Wann wurde Nikola Tesla geboren?"], ["de"], "en")[0]
+    # Names survive and the output is English, not the German source.
+    assert "Tesla" in out and out != "Wann wurde Nikola Tesla geboren?"
+    assert any(w in out.lower().split() for w in ("when", "was", "born"))
