@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crosearch.agent.pipelines import PIPELINES, Pipeline, Policy, information_block, load_policy_backend
+from crosearch.agent.engine import information_block
+from crosearch.agent.pipelines import PIPELINES, Pipeline, Policy, load_policy_backend
 from crosearch.config import DataConfig, ModelConfig, load_config
 from crosearch.data.benchmark import build_benchmark, load_benchmark, write_benchmark
 from crosearch.errors import CrosearchError, DataFormatError

@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("crosearch.rl.commands", "sft", "sft"),
     ("crosearch.rl.commands", "train", "train"),
     ("crosearch.model_commands", "app", "model"),
+    ("crosearch.quickstart", "quickstart", "quickstart"),
 ]
 
 

@@ -27,8 +27,15 @@ from crosearch.errors import CrosearchError
 
 StopReason = Literal["answered", "answer_truncated", "max_turns", "budget", "eos_without_answer", "invalid_action"]
 
+INFO_OPEN = "\n\n<information>"
+INFO_CLOSE = "</information>\n\n"
 STOP_STRINGS = ("</search>", "</answer>", "<information>")
 FORCED_STOP_STRINGS = ("</answer>", "<information>")
+
+
+def information_block(body: str) -> str:
+    """Evidence text exactly as the engine inserts it after a search."""
+    return f"{INFO_OPEN}{body}{INFO_CLOSE}"
 NO_RESULTS = "No results found."
 
 
@@ -180,8 +187,8 @@ class RolloutEngine:
         encode = self._encode
         self._force_ids = encode(read_prompt_file("force_answer"))
         self._invalid_ids = encode(read_prompt_file("invalid_action"))
-        self._info_open = encode("\n\n<information>")
-        self._info_close = encode("</information>\n\n")
+        self._info_open = encode(INFO_OPEN)
+        self._info_close = encode(INFO_CLOSE)
         self._reserve = len(self._force_ids) + int(config.answer_tokens)
 
     @classmethod

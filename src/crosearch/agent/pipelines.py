@@ -32,11 +32,6 @@ PIPELINES: tuple[str, ...] = ("direct", "rag-mono", "rag-concat", "search-agent"
 _RAG_STRATEGY = {"rag-mono": "mono", "rag-concat": "concat"}
 
 
-def information_block(body: str) -> str:
-    """Evidence as the engine inserts it after a search (checked against the engine by the tests)."""
-    return f"\n\n<information>{body}</information>\n\n"
-
-
 def bundled_or_path(template: str) -> str:
     """A bundled prompt name (``crosearch/prompts/<name>.txt``) resolved to its file, or ``template`` itself (a path)."""
     if "/" not in template and not template.endswith(".txt"):
@@ -179,8 +174,7 @@ class Pipeline:
         chat = PromptBuilder.from_config(agent).chat
         template = config.eval.direct_template if name == "direct" else config.eval.rag_template
         self.prompts = PromptBuilder(template=bundled_or_path(template), use_chat_template=chat)
-        # AgentConfig requires max_turns >= 1 for training; here 0 turns is the point:
-        # the engine then runs only its forced-answer turn.
+        # Zero turns: the engine runs only its forced-answer turn (one-shot pipelines).
         self.engine = RolloutEngine(policy.backend, None, agent.model_copy(update={"max_turns": 0}),
                                     progress=progress)
         if name in _RAG_STRATEGY:
@@ -206,7 +200,7 @@ class Pipeline:
 
     def run(self, questions: Sequence[QAExample]) -> list[PipelineOutput]:
         """Answer a batch of questions (one engine call; retrieval batched as well)."""
-        from crosearch.agent.engine import NO_RESULTS, RolloutRequest
+        from crosearch.agent.engine import NO_RESULTS, RolloutRequest, information_block
 
         if not questions:
             return []
