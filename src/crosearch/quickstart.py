@@ -100,7 +100,7 @@ def _ask_examples(cfg, bench, policy, retriever, console) -> None:
         questions.extend([q for q in bench.test if q.lang == lang][:1])
     pipeline = Pipeline("search-agent", policy, retriever, cfg, temperature=0.0)
     for output in pipeline.run(questions):
-        show_trace(console, output.trace)
+        show_trace(console, output.trace())
 
 
 def _evaluate(cfg, benchmark: Path, out: Path, per_lang: int, policy, retriever, console, *, pipelines):

@@ -79,7 +79,7 @@ def ask(
         policy = load_policy_backend(cfg.model)
     runner = Pipeline(pipeline, policy, retriever, cfg, temperature=cfg.eval.temperature, progress=not as_json)
     output = runner.run([QAExample(id="ask", lang=lang, question=question.strip(), answers=[])])[0]
-    trace = {"question": question.strip(), "lang": lang, **output.trace()}
+    trace = output.trace()
     if as_json:
         typer.echo(json.dumps(trace, ensure_ascii=False, indent=2))
         return

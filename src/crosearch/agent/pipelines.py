@@ -128,7 +128,7 @@ class PipelineOutput:
 
     def trace(self) -> dict[str, Any]:
         """The full trace: turns (with each search's integration trace), the prompt evidence, token counts."""
-        trace = self.rollout.trace()
+        trace = {"question": self.question.question, "lang": self.question.lang, **self.rollout.trace()}
         trace["pipeline"] = self.pipeline
         trace["prompt_evidence"] = self.prompt_evidence
         for turn in trace["turns"]:
