@@ -49,3 +49,13 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "missing" in proc.stderr
+
+
+def test_bench_lists_the_scripts_and_rejects_unknown_names():
+    result = runner.invoke(app, ["bench"])
+    assert result.exit_code == 0
+    for name in ("bm25", "server", "rollout", "grpo_step"):
+        assert name in result.output
+    proc = subprocess.run([sys.executable, "-m", "crosearch.cli", "bench", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown benchmark 'nope'" in proc.stderr and "Traceback" not in proc.stderr

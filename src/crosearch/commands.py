@@ -19,6 +19,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("crosearch.rl.commands", "train", "train"),
     ("crosearch.model_commands", "app", "model"),
     ("crosearch.quickstart", "quickstart", "quickstart"),
+    ("crosearch.eval.qa_commands", "eval_report", "report"),
+    ("crosearch.bench_commands", "bench", "bench"),
 ]
 
 

@@ -86,7 +86,7 @@ def _f1(answer: str, golds: list[str], lang: str) -> float:
 def _char3(answer: str, golds: list[str], lang: str) -> float:
     from crosearch.eval.metrics import char3_recall
 
-    return char3_recall(answer, golds)
+    return char3_recall(answer, golds, lang)
 
 
 exact_match_reward = _answer_reward("exact_match", _exact_match)

@@ -155,7 +155,7 @@ class RolloutFunction:
 
     def requests(self, questions: Sequence[QAExample], tokenizer: Any) -> list[Any]:
         """Engine requests: the agent's prompt for each question version, with its own exclusions."""
-        from crosearch.agent.engine import RolloutRequest
+        from crosearch.agent.engine import RolloutRequest, to_trl
 
         return [RolloutRequest(prompt=self.prompt_builder.encode(tokenizer, q.question, q.lang), lang=q.lang,
                                exclude=frozenset(q.exclude), id=q.id) for q in questions]
@@ -192,19 +192,12 @@ class RolloutFunction:
             for lang in sorted({q.lang for q in questions}):
                 picked = [r for r, q in zip(results, questions) if q.lang == lang]
                 log(f"lang/searches/{lang}", sum(r.n_searches for r in picked) / len(picked))
-        return {
-            "prompt_ids": [r.prompt_ids for r in results],
-            "completion_ids": [r.completion_ids for r in results],
-            "logprobs": [r.logprobs for r in results],
-            "env_mask": [r.env_mask for r in results],
-            "answer": [r.answer for r in results],
-            "golds": [list(q.answers) for q in questions],
-            "lang": [q.lang for q in questions],
-            "qid": [q.id for q in questions],
-            "valid_format": valid,
-            "num_searches": [r.n_searches for r in results],
-            "stop_reason": [r.stop_reason for r in results],
-        }
+        batch = to_trl(results)
+        # Full traces stay out of the batch: rewards need only the flat fields below.
+        batch.pop("trace")
+        batch.update(golds=[list(q.answers) for q in questions], lang=[q.lang for q in questions],
+                     qid=[q.id for q in questions], valid_format=valid, num_searches=batch.pop("n_searches"))
+        return batch
 
 
 # Turn problems that make a rollout break the protocol (trailing text is only trimmed).
