@@ -24,6 +24,10 @@ QUICK_DEFAULTS = [
     "agent.max_turns=2",
     "agent.max_new_tokens=96",
     "agent.answer_tokens=32",
+    # Cross-lingual search with English as the supplementary language, evidence kept in the
+    # original with its language marked: translating passages with a CPU policy is the slow part.
+    "crosslingual.target_langs=[en]",
+    "crosslingual.render=original",
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from crosearch.config import Config
 
 # A few steps of each stage: enough to exercise every part, small enough for a CPU demo.
-QUICK_SFT = {"max_examples": 48, "max_steps": 12, "batch_size": 4, "learning_rate": 2e-4, "save_steps": 0,
+QUICK_SFT = {"max_examples": 32, "max_steps": 8, "batch_size": 4, "learning_rate": 2e-4, "save_steps": 0,
              "logging_steps": 2, "lora": {"r": 16, "alpha": 32}}
 QUICK_GRPO = {"max_steps": 1, "questions_per_step": 1, "num_generations": 4, "micro_batch_size": 4,
               "learning_rate": 1e-5, "save_steps": 1}
@@ -34,13 +34,16 @@ def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_r
 
     sft_dir, grpo_dir = out / "sft", out / "grpo"
     benchmark = str(out / "benchmark")
-    sft_cfg = _with(config, "sft", {**QUICK_SFT, "benchmark": benchmark, "output_dir": str(sft_dir)})
+    # Training searches its own language only: the warm start teaches the protocol, and
+    # translating every query with the policy would dominate a CPU demo's time.
+    mono = _with(config, "crosslingual", {"strategy": "mono"})
+    sft_cfg = _with(mono, "sft", {**QUICK_SFT, "benchmark": benchmark, "output_dir": str(sft_dir)})
     if not (sft_dir / "final").exists():
         console.print(f"warm start: {QUICK_SFT['max_steps']} LoRA steps on {QUICK_SFT['max_examples']} protocol trajectories")
         run_sft(sft_cfg, resume=sft_dir.exists())
     adapter = str(sft_dir / "final")
 
-    grpo_cfg = _with(config, "train", {**QUICK_GRPO, "benchmark": benchmark, "output_dir": str(grpo_dir)})
+    grpo_cfg = _with(mono, "train", {**QUICK_GRPO, "benchmark": benchmark, "output_dir": str(grpo_dir)})
     grpo_cfg = _with(grpo_cfg, "model", {"adapter": adapter})
     grpo_cfg = _with(grpo_cfg, "agent", {"temperature": 0.8})
     if not (grpo_dir / "final").exists():

@@ -155,7 +155,7 @@ class RolloutFunction:
 
     def requests(self, questions: Sequence[QAExample], tokenizer: Any) -> list[Any]:
         """Engine requests: the agent's prompt for each question version, with its own exclusions."""
-        from crosearch.agent.engine import RolloutRequest, to_trl
+        from crosearch.agent.engine import RolloutRequest
 
         return [RolloutRequest(prompt=self.prompt_builder.encode(tokenizer, q.question, q.lang), lang=q.lang,
                                exclude=frozenset(q.exclude), id=q.id) for q in questions]
@@ -192,6 +192,8 @@ class RolloutFunction:
             for lang in sorted({q.lang for q in questions}):
                 picked = [r for r, q in zip(results, questions) if q.lang == lang]
                 log(f"lang/searches/{lang}", sum(r.n_searches for r in picked) / len(picked))
+        from crosearch.agent.engine import to_trl
+
         batch = to_trl(results)
         # Full traces stay out of the batch: rewards need only the flat fields below.
         batch.pop("trace")
