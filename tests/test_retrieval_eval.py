@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from crosearch.config import DataConfig
+from crosearch.eval.qa import first_per_lang
 from crosearch.retrieval.evaluation import evaluate_retrieval, gold_rank
 from crosearch.retrieval.local import LocalRetriever, build_index
 from crosearch.types import QAExample
@@ -30,13 +31,7 @@ def xquad(tmp_path_factory):
 
 
 def _sample(questions: list[QAExample], per_lang: int) -> list[QAExample]:
-    taken: dict[str, int] = {}
-    out = []
-    for q in questions:
-        if taken.get(q.lang, 0) < per_lang:
-            taken[q.lang] = taken.get(q.lang, 0) + 1
-            out.append(q)
-    return out
+    return first_per_lang(questions, per_lang)
 
 
 def test_monolingual_recall_at_5_in_every_shipped_language(xquad):

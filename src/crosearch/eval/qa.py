@@ -49,15 +49,18 @@ def sample_questions(questions: Sequence[QAExample], per_lang: int | None, langs
                                  f"this split has {', '.join(sorted(have))}")
     chosen = [q for q in questions if not langs or q.lang in langs]
     ranked = sorted(chosen, key=lambda q: (_rank_key(seed, q.group or q.id), q.lang, q.id))
-    if per_lang is not None:
-        counts: dict[str, int] = {}
-        kept = []
-        for q in ranked:
-            if counts.get(q.lang, 0) < per_lang:
-                counts[q.lang] = counts.get(q.lang, 0) + 1
-                kept.append(q)
-        ranked = kept
-    return ranked
+    return ranked if per_lang is None else first_per_lang(ranked, per_lang)
+
+
+def first_per_lang(questions: Sequence[QAExample], per_lang: int) -> list[QAExample]:
+    """The first ``per_lang`` questions of each language, in the given order."""
+    counts: dict[str, int] = {}
+    kept = []
+    for q in questions:
+        if counts.get(q.lang, 0) < per_lang:
+            counts[q.lang] = counts.get(q.lang, 0) + 1
+            kept.append(q)
+    return kept
 
 
 def read_predictions(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
