@@ -1,4 +1,4 @@
-"""QA evaluation over the four pipelines: the tiny model, a real BM25 index over three XQuAD languages."""
+"""QA evaluation over the five pipelines: the tiny model, a real BM25 index over three XQuAD languages."""
 
 from __future__ import annotations
 
@@ -73,12 +73,23 @@ def test_each_pipeline_writes_predictions_and_metrics(name, tmp_path, bench_dir,
     assert all(r["trace"]["turns"] and r["trace"]["turns"][-1]["action"] == "answer" for r in records)
     saved = json.loads((run.out_dir / "metrics.json").read_text())
     assert saved["n"] == 6 and saved["pipeline"] == name
+    assert saved["strategy"] == {"direct": None, "rag-mono": "mono", "rag-concat": "concat",
+                                 "rag-crosslingual": "crosslingual", "search-agent": "mono"}[name]
     assert {lang: v["n"] for lang, v in saved["per_language"].items()} == {lang: 2 for lang in LANGS}
     assert saved["macro"]["n"] == 6 and 0.0 <= saved["macro"]["f1"] <= 1.0
     if name == "direct":
         assert saved["macro"]["evidence_hit"] is None
     else:
         assert saved["macro"]["evidence_hit"] is not None
+    # Cost per question: each retrieval's evidence tokens (as the integration counted them) and wall time.
+    for r in records:
+        blocks = r["trace"]["prompt_evidence"] + [t["evidence"] for t in r["trace"]["turns"] if "evidence" in t]
+        assert r["retrievals"] == len(blocks) == (0 if name == "direct" else 1 if name.startswith("rag") else r["searches"])
+        assert r["evidence_tokens"] == sum(b["trace"]["tokens"] for b in blocks)
+        assert r["seconds"] > 0
+    if name.startswith("rag"):
+        assert 0 < saved["macro"]["tokens_per_retrieval"] <= 400  # crosslingual.token_budget
+    assert saved["macro"]["seconds"] > 0
 
 
 def test_direct_never_searches(tmp_path, bench_dir, policy, retriever):
@@ -111,6 +122,21 @@ def test_rag_concat_mixes_languages(tmp_path, bench_dir, policy, retriever):
         (evidence,) = r["trace"]["prompt_evidence"]
         assert set(evidence["trace"]["languages_searched"]) == set(LANGS)
         assert evidence["trace"]["languages_searched"][0] == r["lang"]
+
+
+def test_rag_crosslingual_translates_the_query_and_ranks_every_language(tmp_path, bench_dir, policy, retriever):
+    run, _ = evaluate(tmp_path, bench_dir, "rag-crosslingual", policy, retriever, per_lang=1)
+    excludes = {q.id: set(q.exclude) for q in load_benchmark(bench_dir).test}
+    for r in read_predictions(run.out_dir / PREDICTIONS):
+        (evidence,) = r["trace"]["prompt_evidence"]
+        trace = evidence["trace"]
+        assert trace["strategy"] == "crosslingual"
+        assert set(trace["languages_searched"]) == set(LANGS)
+        # Every other language got a query translation (the tiny policy's, however poor).
+        assert set(trace["query_translations"]) == set(LANGS) - {r["lang"]}
+        docs = evidence["passages"]
+        assert not {d["doc_id"] for d in docs} & excludes[r["id"]]
+        assert {d["role"] for d in docs if d["lang"] != r["lang"]} <= {"supplementary"}
 
 
 class CountingBackend:

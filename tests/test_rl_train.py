@@ -103,10 +103,19 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
     assert logs["rewards/format/mean"] == pytest.approx(1.0)
     assert {"lang/exact_match/en", "lang/exact_match/de"} <= set(logs)  # both languages inside the groups
     assert logs["rollout/searches"] == pytest.approx(1.0)
-    for key in ("time/generation", "time/retrieval", "time/logprobs", "time/update", "memory/peak_rss_gb",
+    for key in ("time/generation", "time/retrieval", "time/logprobs", "time/update", "memory/peak_rss_gb", "memory/rss_gb",
                 "entropy", "clip_ratio/region_mean"):
         assert key in logs, key
     assert (Path(config.train.output_dir) / "final" / "adapter_config.json").exists()
+
+    # The curve of this run: read back from summary.json, summarised and drawn.
+    from crosearch.rl.curve import plot_curve, read_log_history, summarize
+
+    history, source = read_log_history(config.train.output_dir)
+    assert source.name == "summary.json"
+    assert summarize(history)["last_mean"] == pytest.approx(logs["reward"])
+    png = plot_curve(history, Path(config.train.output_dir) / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_warm_start_masks_inserted_information(workdir):

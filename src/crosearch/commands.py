@@ -17,6 +17,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("crosearch.agent.commands", "ask", "ask"),
     ("crosearch.rl.commands", "sft", "sft"),
     ("crosearch.rl.commands", "train", "train"),
+    ("crosearch.rl.commands", "curve", "curve"),
     ("crosearch.model_commands", "app", "model"),
     ("crosearch.quickstart", "quickstart", "quickstart"),
     ("crosearch.eval.qa_commands", "eval_report", "report"),

@@ -226,7 +226,7 @@ class EvalConfig(Section):
     temperature: float = Field(0.0, ge=0.0, description="sampling temperature of evaluation rollouts (0 = greedy)")
     direct_template: str = Field("direct", description="closed-book prompt: a bundled prompt name or a .txt path")
     rag_template: str = Field("rag", description="one-shot RAG prompt (evidence follows it): a bundled prompt name or a .txt path")
-    rag_token_budget: int | None = Field(None, ge=16, description="evidence budget of rag-mono/rag-concat (None = crosslingual.token_budget)")
+    rag_token_budget: int | None = Field(None, ge=16, description="evidence budget of the rag-* pipelines (None = crosslingual.token_budget)")
 
 
 class Config(Section):

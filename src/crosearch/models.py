@@ -84,7 +84,7 @@ class ModelInfo:
 
 @dataclass(slots=True)
 class PolicyModel:
-    """A loaded policy: model (a ``PeftModel`` when an adapter is on top), tokenizer, and where they came from."""
+    """A loaded policy: model (a frozen adapter merged in, a trainable one as ``PeftModel``), tokenizer, origin."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -424,8 +424,8 @@ def load_policy(spec: ModelConfig | str = BUNDLED, *, dtype: str | None = None, 
                 adapter_trainable: bool = False, show_progress: bool = True) -> PolicyModel:
     """Load the policy named by ``spec``; keyword arguments override the matching ``ModelConfig`` fields.
 
-    ``adapter_trainable`` loads the PEFT adapter with trainable weights (to continue training it);
-    by default it is frozen, for generation and evaluation.
+    ``adapter_trainable`` loads the PEFT adapter with trainable weights (a ``PeftModel``, to continue
+    training it); by default it is merged into the weights, for generation and evaluation.
     """
     import torch
 
@@ -489,9 +489,12 @@ def _load_adapter(model: Any, path: Path, trainable: bool) -> Any:
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+        loaded = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise CrosearchError(f"model.adapter: could not load {path} onto {model.config.model_type}: {exc}") from None
+    # A frozen adapter is folded into the weights: generation then runs the plain model, without
+    # the extra low-rank matmuls of every adapted layer.
+    return loaded if trainable else loaded.merge_and_unload()
 
 
 def describe(model: Any, tokenizer: Any, *, name: str, source: Path | None = None,

@@ -39,7 +39,7 @@ def ask(
     lang: Annotated[Optional[str], typer.Option(
         "--lang", "-l", help="The question's language (default: detected).", show_default=False)] = None,
     pipeline: Annotated[str, typer.Option(
-        "--pipeline", "-p", help="search-agent, direct, rag-mono or rag-concat.")] = "search-agent",
+        "--pipeline", "-p", help="search-agent, direct, rag-mono, rag-concat or rag-crosslingual.")] = "search-agent",
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False)] = None,
     adapter: Annotated[Optional[Path], typer.Option(

@@ -1,4 +1,4 @@
-"""The four QA pipelines, each one configuration of the one rollout engine.
+"""The five QA pipelines, each one configuration of the one rollout engine.
 
 ``direct``
     Closed book: a prompt without evidence, the engine run with ``max_turns=0``
@@ -10,6 +10,9 @@
     then the engine forces the answer (``max_turns=0``).
 ``rag-concat``
     The same with the ``concat`` strategy: the raw top-k of every language.
+``rag-crosslingual``
+    The same with the ``crosslingual`` strategy (translated queries, one ranking,
+    de-duplication, aligned supplementary evidence), configured by ``crosslingual.*``.
 ``search-agent``
     The multi-turn engine with the integration strategy of ``crosslingual.strategy``.
 
@@ -28,8 +31,15 @@ from typing import Any
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.types import QAExample
 
-PIPELINES: tuple[str, ...] = ("direct", "rag-mono", "rag-concat", "search-agent")
-_RAG_STRATEGY = {"rag-mono": "mono", "rag-concat": "concat"}
+PIPELINES: tuple[str, ...] = ("direct", "rag-mono", "rag-concat", "rag-crosslingual", "search-agent")
+_RAG_STRATEGY = {"rag-mono": "mono", "rag-concat": "concat", "rag-crosslingual": "crosslingual"}
+
+
+def pipeline_strategy(name: str, config: Any) -> str | None:
+    """The integration strategy that produces a pipeline's evidence (None for ``direct``)."""
+    if name == "search-agent":
+        return str(config.crosslingual.strategy)
+    return _RAG_STRATEGY.get(name)
 
 
 def bundled_or_path(template: str) -> str:
@@ -120,6 +130,10 @@ class PipelineOutput:
             docs += [asdict(d) for d in turn.docs]
         return docs
 
+    def evidence_blocks(self) -> list[dict[str, Any]]:
+        """Each retrieval's evidence summary: the prompt's (RAG pipelines) and every search turn's."""
+        return [*self.prompt_evidence, *(self.search_evidence[i] for i in sorted(self.search_evidence))]
+
     def evidence_hit(self) -> float | None:
         """1.0 if the gold paragraph (in any language) entered the context; None without evidence or gold."""
         if self.pipeline == "direct" or self.question.paragraph is None:
@@ -190,9 +204,7 @@ class Pipeline:
     @property
     def strategy(self) -> str | None:
         """The integration strategy that produces this pipeline's evidence (None for ``direct``)."""
-        if self.name == "search-agent":
-            return str(self.config.crosslingual.strategy)
-        return _RAG_STRATEGY.get(self.name)
+        return pipeline_strategy(self.name, self.config)
 
     def _encode(self, text: str) -> list[int]:
         # A chat template writes BOS itself; plain prompts get the tokenizer's special tokens.

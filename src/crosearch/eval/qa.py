@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ METRICS = "metrics.json"
 # Columns of the per-language table: (key in metrics.json, header, shown as a percentage).
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("em", "EM", True), ("f1", "F1", True), ("char3", "char3 recall", True), ("lang_match", "answer lang", True),
-    ("searches", "searches/q", False), ("evidence_hit", "gold in context", True), ("n", "n", False),
+    ("searches", "searches/q", False), ("evidence_hit", "gold in context", True),
+    ("tokens_per_retrieval", "tokens/retrieval", False), ("seconds", "s/question", False), ("n", "n", False),
 )
 
 
@@ -111,18 +113,29 @@ def append_predictions(path: str | Path, records: Sequence[dict[str, Any]]) -> N
         os.fsync(handle.fileno())
 
 
-def prediction_record(output: Any, metrics_config: Any) -> dict[str, Any]:
-    """One predictions.jsonl line: the question, its golds, the prediction, its scores and the full trace."""
+def prediction_record(output: Any, metrics_config: Any, seconds: float | None = None) -> dict[str, Any]:
+    """One predictions.jsonl line: the question, its golds, the prediction, its scores, its cost and the full trace.
+
+    ``seconds`` is the question's share of its batch's wall time (generation, retrieval, translation).
+    """
     from crosearch.eval.metrics import score_prediction
 
     q = output.question
     scores = score_prediction(output.prediction, q.answers, q.lang, config=metrics_config)
+    blocks = output.evidence_blocks()
     return {
         "id": q.id, "lang": q.lang, "group": q.group, "question": q.question, "golds": list(q.answers),
         "native_available": q.native_available, "pipeline": output.pipeline, "prediction": output.prediction,
         "scores": scores.to_dict(), "searches": output.searches, "evidence_hit": output.evidence_hit(),
+        "retrievals": len(blocks), "evidence_tokens": sum(int(b["trace"].get("tokens", 0)) for b in blocks),
+        "seconds": round(seconds, 3) if seconds is not None else None,
         "stop_reason": output.rollout.stop_reason, "trace": output.trace(),
     }
+
+
+def _per_retrieval(rows: Sequence[dict[str, Any]]) -> float | None:
+    retrievals = sum(int(r.get("retrievals") or 0) for r in rows)
+    return sum(int(r.get("evidence_tokens") or 0) for r in rows) / retrievals if retrievals else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -141,15 +154,22 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     extras: dict[str, dict[str, float | None]] = {}
     for lang, rows in by_lang.items():
         hits = [float(r["evidence_hit"]) for r in rows if r.get("evidence_hit") is not None]
-        extras[lang] = {"searches": _mean([float(r["searches"]) for r in rows]), "evidence_hit": _mean(hits)}
+        extras[lang] = {"searches": _mean([float(r["searches"]) for r in rows]), "evidence_hit": _mean(hits),
+                        "tokens_per_retrieval": _per_retrieval(rows),
+                        "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None])}
         out["per_language"][lang].update(extras[lang])
-    for key in ("searches", "evidence_hit"):
+    for key in ("searches", "evidence_hit", "seconds"):
         langs = [v[key] for v in extras.values() if v[key] is not None]
         if out["macro"] is not None:
             out["macro"][key] = _mean(langs)
         pooled = [float(r[key]) for r in records if r.get(key) is not None]
         if out["micro"] is not None:
             out["micro"][key] = _mean(pooled)
+    langs = [v["tokens_per_retrieval"] for v in extras.values() if v["tokens_per_retrieval"] is not None]
+    if out["macro"] is not None:
+        out["macro"]["tokens_per_retrieval"] = _mean(langs)
+    if out["micro"] is not None:
+        out["micro"]["tokens_per_retrieval"] = _per_retrieval(records)
     return out
 
 
@@ -200,7 +220,7 @@ def run_qa_eval(run: QARun, config: Any, *, policy: Any = None, retriever: Any =
     """
     from rich.console import Console
 
-    from crosearch.agent.pipelines import PIPELINES, Pipeline, load_policy_backend
+    from crosearch.agent.pipelines import PIPELINES, Pipeline, load_policy_backend, pipeline_strategy
     from crosearch.data.benchmark import load_benchmark
     from crosearch.io import atomic_write_json
 
@@ -246,7 +266,7 @@ def run_qa_eval(run: QARun, config: Any, *, policy: Any = None, retriever: Any =
         "pipeline": run.pipeline, "benchmark": str(run.benchmark), "setting": bench.setting, "split": run.split,
         "per_lang": run.per_lang, "langs": run.langs or sorted({q.lang for q in questions}),
         "model": config.model.name, "adapter": config.model.adapter,
-        "strategy": config.crosslingual.strategy if run.pipeline == "search-agent" else None,
+        "strategy": pipeline_strategy(run.pipeline, config),
         "retriever": None if run.pipeline == "direct" else (config.retrieval.url or config.retrieval.index_dir),
         "n": len(records), "stop_reasons": _count(r["stop_reason"] for r in records),
         **summarise(records), "config": config.model_dump(mode="json"),
@@ -273,6 +293,8 @@ def _evaluate(pipeline: Any, todo: list[QAExample], pred_path: Path, config: Any
         task = bar.add_task(f"eval {pipeline.name}", total=len(todo))
         for start in range(0, len(todo), size):
             batch = todo[start: start + size]
+            began = time.perf_counter()
             outputs = pipeline.run(batch)
-            append_predictions(pred_path, [prediction_record(o, config.metrics) for o in outputs])
+            share = (time.perf_counter() - began) / max(1, len(batch))
+            append_predictions(pred_path, [prediction_record(o, config.metrics, share) for o in outputs])
             bar.advance(task, len(batch))

@@ -12,7 +12,7 @@ from crosearch.cli_options import ConfigOption, SetOption, resolve_config
 from crosearch.errors import CrosearchError
 
 PipelineOption = Annotated[str, typer.Option(
-    "--pipeline", "-p", help="direct, rag-mono, rag-concat or search-agent.")]
+    "--pipeline", "-p", help="direct, rag-mono, rag-concat, rag-crosslingual or search-agent.")]
 
 
 def model_overrides(model: str | None, adapter: Path | None, index_dir: Path | None,

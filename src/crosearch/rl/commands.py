@@ -1,4 +1,4 @@
-"""``crosearch sft`` (warm start) and ``crosearch train`` (GRPO)."""
+"""``crosearch sft`` (warm start), ``crosearch train`` (GRPO) and ``crosearch curve`` (their training curves)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,25 @@ def train(config: ConfigOption = None, overrides: SetOption = None, resume: Resu
 
     summary = run_train(resolve_config(config, overrides), resume=resume)
     _print_summary(summary, ("steps", "train_loss", "seconds", "peak_rss_gb", "resumed_from", "output"))
+
+
+def curve(
+    run_dir: Annotated[str, typer.Argument(help="A `crosearch train` or `crosearch sft` output directory.")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="PNG to write (default: RUN_DIR/curve.png).")] = None,
+    window: Annotated[int, typer.Option(min=1, help="Steps in the moving average of single-metric panels.")] = 5,
+    span: Annotated[int, typer.Option(min=1, help="Steps averaged at the start and the end for the summary.")] = 5,
+    title: Annotated[str, typer.Option(help="Figure title.")] = "",
+) -> None:
+    """Plot a training run's curves (reward, its components, searches, memory, step time) and summarise the reward."""
+    from rich.console import Console
+
+    from crosearch.rl.curve import plot_curve, read_log_history, summarize
+
+    history, source = read_log_history(run_dir)
+    path = plot_curve(history, out or f"{run_dir}/curve.png", window=window, title=title)
+    console = Console()
+    metric = "reward" if any("reward" in h for h in history) else "loss"
+    s = summarize(history, metric, span)
+    console.print(f"{source}: {s['steps']} logged steps; {metric} over the first {s['span']}: {s['first_mean']:.4f}, "
+                  f"last {s['span']}: {s['last_mean']:.4f} (change {s['change']:+.4f})")
+    console.print(f"[green]wrote[/] {path}")
