@@ -201,11 +201,6 @@ class Pipeline:
             self._integrator = build_integrator(config.model_copy(update={"crosslingual": cl}), retriever,
                                                 tokenizer=policy.tokenizer)
 
-    @property
-    def strategy(self) -> str | None:
-        """The integration strategy that produces this pipeline's evidence (None for ``direct``)."""
-        return pipeline_strategy(self.name, self.config)
-
     def _encode(self, text: str) -> list[int]:
         # A chat template writes BOS itself; plain prompts get the tokenizer's special tokens.
         return list(self.policy.tokenizer(text, add_special_tokens=not self.prompts.chat)["input_ids"])

@@ -48,12 +48,12 @@ def curve(
     """Plot a training run's curves (reward, its components, searches, memory, step time) and summarise the reward."""
     from rich.console import Console
 
-    from crosearch.rl.curve import plot_curve, read_log_history, summarize
+    from crosearch.rl.curve import is_grpo, plot_curve, read_log_history, summarize
 
     history, source = read_log_history(run_dir)
     path = plot_curve(history, out or f"{run_dir}/curve.png", window=window, title=title)
     console = Console()
-    metric = "reward" if any("reward" in h for h in history) else "loss"
+    metric = "reward" if is_grpo(history) else "loss"
     s = summarize(history, metric, span)
     console.print(f"{source}: {s['steps']} logged steps; {metric} over the first {s['span']}: {s['first_mean']:.4f}, "
                   f"last {s['span']}: {s['last_mean']:.4f} (change {s['change']:+.4f})")

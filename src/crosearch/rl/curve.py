@@ -15,6 +15,7 @@ from typing import Any
 
 from crosearch.errors import CrosearchError
 from crosearch.io import atomic_open
+from crosearch.rl.checkpoints import checkpoint_dirs
 
 # Panels of the GRPO figure: (title, metrics drawn in it). Missing metrics are skipped.
 GRPO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -43,11 +44,8 @@ def read_log_history(run_dir: str | Path) -> tuple[list[dict[str, Any]], Path]:
     run = Path(run_dir)
     if not run.is_dir():
         raise CrosearchError(f"{run}: no such training run directory")
-    candidates = [run / "summary.json"]
-    checkpoints = sorted(run.glob("checkpoint-*/trainer_state.json"),
-                         key=lambda p: int(p.parent.name.split("-")[-1]) if p.parent.name.split("-")[-1].isdigit() else -1)
-    candidates += list(reversed(checkpoints))
-    for path in candidates:
+    newest_first = [path / "trainer_state.json" for _, path in reversed(checkpoint_dirs(run))]
+    for path in [run / "summary.json", *newest_first]:
         if not path.is_file():
             continue
         try:
@@ -87,6 +85,11 @@ def summarize(history: list[dict[str, Any]], metric: str = "reward", span: int =
             "change": statistics.fmean(last) - statistics.fmean(first)}
 
 
+def is_grpo(history: list[dict[str, Any]]) -> bool:
+    """True for a GRPO run (it logs rewards); a warm-start run logs only its loss."""
+    return any("reward" in h for h in history)
+
+
 def plot_curve(history: list[dict[str, Any]], out: str | Path, *, window: int = 5, title: str = "") -> Path:
     """Draw the run's curves into ``out`` (PNG, written atomically); GRPO panels or, without rewards, SFT ones."""
     import matplotlib
@@ -94,7 +97,7 @@ def plot_curve(history: list[dict[str, Any]], out: str | Path, *, window: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = GRPO_PANELS if any("reward" in h for h in history) else SFT_PANELS
+    panels = GRPO_PANELS if is_grpo(history) else SFT_PANELS
     drawn = [(t, [s for s in (series(history, m) for m in names) if s.values]) for t, names in panels]
     drawn = [(t, lines) for t, lines in drawn if lines]
     if not drawn:

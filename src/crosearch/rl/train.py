@@ -10,6 +10,7 @@ and per-phase timings.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import resource
 import sys
@@ -40,6 +41,15 @@ def _current_rss_gb() -> float | None:
     return pages * resource.getpagesize() / 1024**3
 
 
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where there is none (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _release_freed_memory() -> None:
     """Hands freed heap back to the OS after each step.
 
@@ -47,11 +57,9 @@ def _release_freed_memory() -> None:
     memory creeping over steps although nothing is leaked; ``malloc_trim`` returns it.
     """
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class PhaseTimer(TrainerCallback):
