@@ -36,7 +36,7 @@ def tiny():
 def _logits(model, tokenizer, texts=("The capital of France is", "北京是中国的首都。")):
     batch = tokenizer(list(texts), return_tensors="pt", padding=True)
     with torch.no_grad():
-        return model(**batch).logits
+        return model(**batch).logits.float()  # comparable across dtypes ("auto" is bf16 on AMX CPUs)
 
 
 def test_tiny_model_shape_and_forward(tiny):
@@ -96,7 +96,9 @@ def test_lora_adapter_loads_on_top(tiny, tmp_path: Path):
     trained.save_pretrained(tmp_path / "adapter")
     expected = _logits(trained, tiny.tokenizer)
 
-    loaded = load_policy(ModelConfig(name="tiny", adapter=str(tmp_path / "adapter")), show_progress=False)
+    # float32 explicitly: "auto" picks bf16 on CPUs with AMX, and the reference logits are fp32.
+    loaded = load_policy(ModelConfig(name="tiny", adapter=str(tmp_path / "adapter"), dtype="float32"),
+                         show_progress=False)
     assert not isinstance(loaded.model, PeftModel)  # frozen adapters are merged for inference
     assert loaded.info.adapter == str(tmp_path / "adapter") and loaded.info.trainable_parameters == 0
     got = _logits(loaded.model, loaded.tokenizer)

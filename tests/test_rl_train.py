@@ -184,3 +184,15 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(workdir):
     for ckpt in out.glob("checkpoint-*"):
         assert (ckpt / "crosearch-complete.json").exists()
     assert list((out / "tensorboard").iterdir())
+
+
+def test_training_bounds_the_onednn_caches_unless_the_user_set_them(monkeypatch):
+    """bf16 training on AMX/AVX512-BF16 CPUs caches one oneDNN primitive per shape; the caps keep memory flat."""
+    from crosearch.rl.common import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHES, bound_onednn_cache
+
+    for name in ONEDNN_CACHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "512")
+    bound_onednn_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE_CAPACITY)
+    assert os.environ["LRU_CACHE_CAPACITY"] == "512"

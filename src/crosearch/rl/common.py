@@ -74,6 +74,25 @@ def use_bf16(setting: bool | str, device: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# Enough for the shapes of a few micro-batches; measured in benchmarks/bench_onednn_cache.py.
+ONEDNN_CACHE_CAPACITY = 64
+ONEDNN_CACHES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def bound_onednn_cache() -> None:
+    """Caps the oneDNN primitive caches, each unless the user already set its variable.
+
+    Under bf16 autocast on CPUs with AVX512-BF16/AMX, matmuls run through oneDNN, and both
+    oneDNN (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) and PyTorch's ideep layer above it
+    (``LRU_CACHE_CAPACITY``) keep one compiled primitive per input shape, 1024 by default.
+    Rollouts have a new length every step, so the default caches grow resident memory step after
+    step and gc/malloc_trim cannot return it. Both are read when the first primitive is created,
+    so this runs before any training computation.
+    """
+    for name in ONEDNN_CACHES:
+        os.environ.setdefault(name, str(ONEDNN_CACHE_CAPACITY))
+
+
 def model_device(model: Any) -> str:
     return str(next(model.parameters()).device)
 

@@ -143,10 +143,11 @@ def run_sft(config: Config, *, resume: bool = False) -> dict[str, Any]:
     from crosearch.models import load_policy
     from crosearch.rl.checkpoints import (CompletionMarkerCallback, discard_incomplete_checkpoints,
                                           latest_complete_checkpoint)
-    from crosearch.rl.common import (check_output_dir, ensure_benchmark, ensure_retriever, lora_config,
-                                     model_device, save_atomically, select_questions, use_bf16)
+    from crosearch.rl.common import (bound_onednn_cache, check_output_dir, ensure_benchmark, ensure_retriever,
+                                     lora_config, model_device, save_atomically, select_questions, use_bf16)
     from crosearch.rl.sft_loss import MaskedLMTrainer, pad_collate
 
+    bound_onednn_cache()
     sft = config.sft
     out = check_output_dir(sft.output_dir, resume)
     torch.manual_seed(sft.seed)

@@ -229,11 +229,12 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
     from crosearch.agent.prompts import PromptBuilder
     from crosearch.rl.checkpoints import (CompletionMarkerCallback, discard_incomplete_checkpoints,
                                           latest_complete_checkpoint)
-    from crosearch.rl.common import (check_output_dir, ensure_benchmark, ensure_retriever, model_device,
-                                     save_atomically, select_questions)
+    from crosearch.rl.common import (bound_onednn_cache, check_output_dir, ensure_benchmark, ensure_retriever,
+                                     model_device, save_atomically, select_questions)
     from crosearch.rl.rewards import build_rewards
     from crosearch.rl.rollout import RolloutFunction, TimedRetriever, build_rows, rows_to_dataset
 
+    bound_onednn_cache()
     t = config.train
     out = check_output_dir(t.output_dir, resume)
     torch.manual_seed(t.seed)
