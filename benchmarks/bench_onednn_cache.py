@@ -18,25 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from crosearch.rl.common import ONEDNN_CACHES, use_bf16
+
 WORKER = r"""
-import ctypes, gc, json, random, resource, sys, time
+import json, random, sys, time
 import torch
+from crosearch.rl.train import _current_rss_gb, _release_freed_memory  # what training does after each step
 
 steps, hidden, inner, autocast = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "bf16"
 torch.manual_seed(0)
 layers = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(hidden, inner), torch.nn.GELU(),
                                                   torch.nn.Linear(inner, hidden)) for _ in range(4)])
 opt = torch.optim.AdamW(layers.parameters(), lr=1e-4)
-trim = ctypes.CDLL("libc.so.6").malloc_trim
-
-def rss_gb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 1024**3
-
 def step(length):
     x = torch.randn(4, length, hidden)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -49,29 +47,24 @@ def step(length):
 # longest runs first, so the allocator has seen the largest footprint before measuring.
 lengths = random.Random(0).sample(range(100, 100 + 3 * steps), steps)
 step(100 + 3 * steps)
-gc.collect(); trim(0)
-start_rss, start = rss_gb(), time.perf_counter()
+_release_freed_memory()
+start_rss, start = _current_rss_gb(), time.perf_counter()
 trace = []
 for length in lengths:
     step(length)  # a new length each step, as rollouts have
-    gc.collect(); trim(0)
-    trace.append(round(rss_gb(), 4))
+    _release_freed_memory()
+    trace.append(round(_current_rss_gb(), 4))
 print(json.dumps({"start_rss_gb": start_rss, "end_rss_gb": trace[-1], "seconds": time.perf_counter() - start,
                   "rss_gb": trace}))
 """
 
 
 def run_case(capacity: str | None, steps: int, hidden: int, inner: int, precision: str = "bf16",
-             caches: tuple[str, ...] | None = None) -> dict:
-    import os
-
-    from crosearch.rl.common import ONEDNN_CACHES
-
-    env = dict(os.environ)
-    for name in ONEDNN_CACHES:
-        env.pop(name, None)
-        if capacity is not None and name in (caches or ONEDNN_CACHES):
-            env[name] = capacity
+             caches: tuple[str, ...] = ONEDNN_CACHES) -> dict:
+    """One case in a fresh process: the named caches capped at ``capacity``, the others at their default."""
+    env = {k: v for k, v in os.environ.items() if k not in ONEDNN_CACHES}
+    if capacity is not None:
+        env.update({name: capacity for name in caches})
     out = subprocess.run([sys.executable, "-c", WORKER, str(steps), str(hidden), str(inner), precision], env=env,
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -87,14 +80,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=640)
     parser.add_argument("--inner", type=int, default=2048)
     parser.add_argument("--capacity", default="64", help="the bounded size of both caches, compared with the default")
-    parser.add_argument("--caches", default=None,
-                        help="comma-separated variables to cap (default: ONEDNN_PRIMITIVE_CACHE_CAPACITY,LRU_CACHE_CAPACITY)")
+    parser.add_argument("--caches", default=",".join(ONEDNN_CACHES), help="comma-separated variables to cap")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
-
-    from crosearch.rl.common import use_bf16
-
-    caches = tuple(args.caches.split(",")) if args.caches else None
+    caches = tuple(args.caches.split(","))
 
     cases = {"default (1024)": None, f"capacity {args.capacity}": args.capacity}
     results = {name: run_case(cap, args.steps, args.hidden, args.inner, caches=caches) for name, cap in cases.items()}
