@@ -1,8 +1,9 @@
 """The one entry point: ``crosearch``.
 
-Each area keeps its commands beside its code (``crosearch/<area>/commands.py``)
-and this module only wires them together, so heavy libraries (torch,
-transformers) are imported only by the commands that need them.
+Every command lives in this package, one module per command group, and is
+registered here in plain sight. Command modules import only typer and the
+config at the top; torch, transformers and the indexes are imported inside
+command bodies, so ``crosearch --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 from crosearch import __version__
+from crosearch.cli import ask, bench, crosslingual, data, eval, index, model, quickstart, report, serve, train
 from crosearch.errors import CrosearchError
 
 app = typer.Typer(
@@ -39,14 +41,21 @@ def _root(
     """Multilingual search-augmented reasoning trained with GRPO (CroSearch-R1)."""
 
 
-def _register() -> None:
-    from crosearch.commands import register_all
-
-    register_all(app)
-
+app.add_typer(data.app, name="data")
+app.command("serve")(serve.serve)
+app.command("index")(index.index)
+app.add_typer(eval.app, name="eval")
+app.add_typer(crosslingual.app, name="crosslingual")
+app.command("ask")(ask.ask)
+app.command("sft")(train.sft)
+app.command("train")(train.train)
+app.command("curve")(train.curve)
+app.add_typer(model.app, name="model")
+app.command("quickstart")(quickstart.quickstart)
+app.command("report")(report.report)
+app.command("bench")(bench.bench)
 
 def main() -> None:
-    _register()
     try:
         app()
     except CrosearchError as exc:
@@ -55,7 +64,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

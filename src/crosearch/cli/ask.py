@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, with_model_and_retriever
 from crosearch.errors import CrosearchError
-
-
-def detect_language(text: str, candidates: Sequence[str] = ()) -> str:
-    """ISO 639-1 code of ``text``, chosen among ``candidates`` (the collection's languages) when given.
-
-    Restricting lingua to the candidates keeps it small and fast, and a question
-    can only be answered from languages the collection holds anyway.
-    """
-    from lingua import LanguageDetectorBuilder
-
-    from crosearch.eval.langid import lingua_language
-
-    known = [lang for lang in candidates if lingua_language(lang) is not None]
-    builder = (LanguageDetectorBuilder.from_languages(*[lingua_language(x) for x in known]) if len(known) > 1
-               else LanguageDetectorBuilder.from_all_languages())
-    if len(known) == 1:
-        return known[0]
-    found = builder.build().detect_language_of(text)
-    if found is None:
-        raise CrosearchError("could not detect the question's language; pass --lang")
-    return found.iso_code_639_1.name.lower()
 
 
 def ask(
@@ -55,17 +33,16 @@ def ask(
     """Answer QUESTION and show each turn: reasoning, query, evidence (with languages), answer, stop reason."""
     from rich.console import Console
 
-    from crosearch.agent.pipelines import Pipeline, load_policy_backend
-    from crosearch.eval.qa_commands import model_overrides
+    from crosearch.agent.pipelines import PIPELINES, Pipeline, load_policy_backend
+    from crosearch.eval.langid import detect_language
     from crosearch.types import QAExample
-
-    from crosearch.agent.pipelines import PIPELINES
 
     if not question.strip():
         raise CrosearchError("the question is empty")
     if pipeline not in PIPELINES:
         raise CrosearchError(f"unknown pipeline '{pipeline}'; choose one of {', '.join(PIPELINES)}")
-    cfg = resolve_config(config, list(overrides or []) + model_overrides(model, adapter, index_dir, retriever_url))
+    cfg = with_model_and_retriever(resolve_config(config, overrides), model=model, adapter=adapter,
+                                   index_dir=index_dir, retriever_url=retriever_url)
     console = Console(stderr=True)
     retriever = None
     if pipeline != "direct":
@@ -74,6 +51,8 @@ def ask(
         retriever = load_retriever(cfg)
     if lang is None:
         lang = detect_language(question, retriever.languages if retriever is not None else ())
+        if lang is None:
+            raise CrosearchError("could not detect the question's language; pass --lang")
         console.print(f"question language: {lang} (detected; pass --lang to set it)")
     with console.status(f"loading the policy ({cfg.model.name})..."):
         policy = load_policy_backend(cfg.model)

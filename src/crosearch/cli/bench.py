@@ -19,7 +19,7 @@ from crosearch.errors import CrosearchError
 
 def benchmarks_dir() -> Path:
     """The ``benchmarks/`` folder of the checkout (current directory first, then the package's source tree)."""
-    candidates = [Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"]
+    candidates = [Path.cwd() / "benchmarks", Path(__file__).resolve().parents[3] / "benchmarks"]
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("bench_*.py")):
             return candidate

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 app = typer.Typer(help="Cross-lingual knowledge integration: translation and evidence gathering.",
                   no_args_is_help=True)

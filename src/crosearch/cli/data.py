@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 app = typer.Typer(help="Build the multilingual open-retrieval benchmark and show its statistics.",
                   no_args_is_help=True)

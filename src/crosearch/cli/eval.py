@@ -1,35 +1,22 @@
-"""``crosearch eval qa`` (one pipeline over a benchmark split) and ``crosearch eval report`` (runs side by side)."""
+"""``crosearch eval``: ``qa`` (one pipeline over a benchmark split) and ``retrieval`` (recall@k and MRR)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, with_model_and_retriever
 from crosearch.errors import CrosearchError
+
+app = typer.Typer(help="Evaluate retrieval and QA.", no_args_is_help=True)
 
 PipelineOption = Annotated[str, typer.Option(
     "--pipeline", "-p", help="direct, rag-mono, rag-concat, rag-crosslingual or search-agent.")]
 
 
-def model_overrides(model: str | None, adapter: Path | None, index_dir: Path | None,
-                    retriever_url: str | None) -> list[str]:
-    """``--set`` items for the shared --model/--adapter/--index/--retriever-url flags."""
-    items = []
-    if model is not None:
-        items.append(f"model.name={json.dumps(model)}")
-    if adapter is not None:
-        items.append(f"model.adapter={json.dumps(str(adapter))}")
-    if index_dir is not None:
-        items.append(f"retrieval.index_dir={json.dumps(str(index_dir))}")
-    if retriever_url is not None:
-        items.append(f"retrieval.url={json.dumps(retriever_url)}")
-    return items
-
-
+@app.command("qa")
 def eval_qa(
     pipeline: PipelineOption,
     benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
@@ -61,10 +48,11 @@ def eval_qa(
 
     from crosearch.eval.qa import QARun, metrics_table, run_qa_eval
 
-    extra = list(overrides or []) + model_overrides(model, adapter, index_dir, retriever_url)
+    extra = list(overrides or [])
     if per_lang is not None:
         extra.append(f"eval.per_lang={per_lang}")
-    cfg = resolve_config(config, extra)
+    cfg = with_model_and_retriever(resolve_config(config, extra), model=model, adapter=adapter, index_dir=index_dir,
+                                   retriever_url=retriever_url)
     lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
     run = QARun(pipeline=pipeline, benchmark=benchmark, out_dir=out or Path("runs/eval") / pipeline, split=split,
                 per_lang=cfg.eval.per_lang, langs=lang_list)
@@ -75,22 +63,57 @@ def eval_qa(
     console.print(f"wrote {run.out_dir / 'predictions.jsonl'} and {run.out_dir / 'metrics.json'}")
 
 
-def eval_report(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories of `crosearch eval qa` (or metrics.json files).")],
-    metrics: Annotated[str, typer.Option(
-        "--metrics", help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, n.")] = "em,f1,char3,lang_match,searches",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the markdown here.",
-                                                show_default=False)] = None,
-) -> None:
-    """Several runs side by side, one markdown table per metric (languages as rows, runs as columns)."""
-    from crosearch.eval.report import compare_runs
-    from crosearch.io import atomic_write_text
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise CrosearchError(f"--k must be comma-separated integers like 1,5,10, got '{text}'") from None
+    if not ks or ks[0] < 1:
+        raise CrosearchError(f"--k values must be at least 1, got '{text}'")
+    return ks
 
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
-    if not names:
-        raise CrosearchError("--metrics needs at least one metric name")
-    text = compare_runs(runs, names)
-    typer.echo(text, nl=False)
+
+@app.command("retrieval")
+def eval_retrieval(
+    benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
+    index_dir: Annotated[Optional[Path], typer.Option(
+        "--index", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
+    ks: Annotated[str, typer.Option("--k", help="Cut-offs for recall, comma-separated.")] = "1,5,10",
+    split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
+    scopes: Annotated[str, typer.Option("--scopes", help="mono (own language), all (every language), or both.")]
+    = "mono,all",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the metrics as JSON here.",
+                                                show_default=False)] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Recall@k and MRR per language, searching the question's language (mono) and all languages (all)."""
+    from rich.console import Console
+
+    from crosearch.data.benchmark import load_benchmark
+    from crosearch.io import atomic_write_json
+    from crosearch.retrieval.evaluation import evaluate_retrieval, report_tables
+    from crosearch.retrieval.local import load_retriever
+
+    if split not in ("test", "train"):
+        raise CrosearchError(f"--split must be 'test' or 'train', got '{split}'")
+    scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
+    bad = [s for s in scope_list if s not in ("mono", "all")]
+    if bad or not scope_list:
+        raise CrosearchError(f"--scopes takes mono and/or all, got '{scopes}'")
+    k_list = _parse_ks(ks)
+    cfg = with_model_and_retriever(resolve_config(config, overrides), index_dir=index_dir)
+    console = Console(stderr=True)
+    bench = load_benchmark(benchmark)
+    questions = bench.test if split == "test" else bench.train
+    retriever = load_retriever(cfg)
+    report = evaluate_retrieval(retriever, questions, k_list, scope_list)  # type: ignore[arg-type]
+    result = {"benchmark": str(benchmark), "setting": bench.setting, "split": split,
+              "index": cfg.retrieval.url or cfg.retrieval.index_dir, "methods": cfg.retrieval.methods,
+              "fusion": cfg.retrieval.fusion, **report.to_dict()}
     if out is not None:
-        atomic_write_text(out, text)
-        typer.echo(f"wrote {out}", err=True)
+        atomic_write_json(out, result)
+    for table in report_tables(report, title=f"{bench.setting}/{split}"):
+        Console().print(table)
+    if out is not None:
+        console.print(f"wrote {out}")

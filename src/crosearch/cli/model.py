@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 app = typer.Typer(help="Policy models: inspect what loads, pre-build the bundled model cache.", no_args_is_help=True)
 console = Console()

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 # Overrides that keep the main job within about 15 minutes on 2 CPU cores.
 QUICK_DEFAULTS = [
@@ -95,7 +95,7 @@ def _benchmark(cfg, directory: Path, console):
 
 
 def _ask_examples(cfg, bench, policy, retriever, console) -> None:
-    from crosearch.agent.commands import show_trace
+    from crosearch.cli.ask import show_trace
     from crosearch.agent.pipelines import Pipeline
 
     wanted = ("en", "de")

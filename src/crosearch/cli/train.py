@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crosearch.cli_options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue from the latest complete checkpoint in the output directory "

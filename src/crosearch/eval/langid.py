@@ -17,12 +17,16 @@ The decision uses the writing system first and ``lingua`` second:
    numbers that read the same in many languages, and lingua's confidences on them
    are spread thin: a script match suffices unless lingua is sure (top confidence
    ``>= lang_sure``) of another language.
+
+``detect_language`` names the language of a question that comes without one
+(``crosearch ask``), with the same lingua languages.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -133,6 +137,26 @@ def get_detector(accuracy: str = "high") -> LanguageDetector:
     if accuracy == "low":
         builder = builder.with_low_accuracy_mode()
     return builder.build()
+
+
+def detect_language(text: str, candidates: Sequence[str] = ()) -> str | None:
+    """ISO 639-1 code of ``text``, chosen among ``candidates`` (the collection's languages) when given.
+
+    Restricting lingua to the candidates keeps it small and fast, and a question
+    can only be answered from languages the collection holds anyway. ``None``
+    when lingua cannot tell.
+    """
+    known = [lang for lang in candidates if lingua_language(lang) is not None]
+    if len(known) == 1:
+        return known[0]
+    if len(known) > 1:
+        from lingua import LanguageDetectorBuilder
+
+        detector = LanguageDetectorBuilder.from_languages(*[lingua_language(x) for x in known]).build()
+    else:
+        detector = get_detector()
+    found = detector.detect_language_of(text)
+    return None if found is None else found.iso_code_639_1.name.lower()
 
 
 def answer_language_match(prediction: str, lang: str | None,

@@ -1,0 +1,5 @@
+"""``python -m crosearch.cli`` (what ``accelerate launch -m crosearch.cli`` runs)."""
+
+from crosearch.cli import main
+
+main()
