@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crosearch.cli import _register, app
+from crosearch.cli import app
 from crosearch.config import DataConfig
 from crosearch.data.benchmark import build_benchmark
 from crosearch.retrieval.local import build_index
 
 TINY = Path(__file__).parent / "data" / "parallel"
 runner = CliRunner()
-_register()
 
 FAST = ["--model", "tiny", "--set", "agent.max_new_tokens=6", "--set", "agent.answer_tokens=4",
         "--set", "agent.max_turns=1", "--set", "crosslingual.strategy=mono"]

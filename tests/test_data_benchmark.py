@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crosearch.cli import _register, app
+from crosearch.cli import app
 from crosearch.config import DataConfig
 from crosearch.data.benchmark import build_benchmark, load_benchmark, write_benchmark
 from crosearch.data.formats import read_qa, xquad_dir
@@ -17,7 +17,6 @@ from crosearch.errors import ConfigError, CrosearchError, DataFormatError
 TINY = Path(__file__).parent / "data" / "parallel"
 LANGS = ["de", "en", "zh"]
 runner = CliRunner()
-_register()
 
 
 @pytest.fixture(scope="module")

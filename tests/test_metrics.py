@@ -354,6 +354,17 @@ def test_chinese_and_arabic():
     assert answer_language_match("東京タワーです", "ja") == 1.0
 
 
+def test_detect_language_chooses_among_the_collection_languages():
+    from crosearch.eval.langid import detect_language
+
+    assert detect_language(GERMAN, ["en", "de", "zh"]) == "de"
+    assert detect_language("北京是中华人民共和国的首都", ["en", "de", "zh"]) == "zh"
+    assert detect_language(GERMAN) == "de"  # no candidates: every lingua language
+    # one language lingua knows among the candidates: that one, without asking lingua
+    assert detect_language("anything at all", ["th", "xx"]) == "th"
+    assert detect_language("12345 !!", ["en", "de"]) is None
+
+
 def test_short_answers_and_undecidable_cases():
     # a short name in the question's script counts; an obviously foreign phrase does not
     assert answer_language_match("Albert Einstein", "de") == 1.0

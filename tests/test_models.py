@@ -133,7 +133,7 @@ def test_auto_dtype_follows_the_hardware():
 
 
 def test_cli_info_reports_the_tiny_model():
-    from crosearch.model_commands import app
+    from crosearch.cli.model import app
 
     result = CliRunner().invoke(app, ["info", "--model", "tiny", "--json"])
     assert result.exit_code == 0, result.output

@@ -199,9 +199,8 @@ def test_killed_build_is_not_loadable_and_resumes(tmp_path):
 def test_cli_index_and_eval(tmp_path):
     from typer.testing import CliRunner
 
-    from crosearch.cli import _register, app
+    from crosearch.cli import app
 
-    _register()
     runner = CliRunner()
     bench = tmp_path / "bench"
     source = Path(__file__).parent / "data" / "parallel"
