@@ -80,7 +80,7 @@ def bar(description: str, total: int | None, *, enabled: bool = True, transient:
 
 
 def track(items: Iterable[T], description: str, *, total: int | None = None, enabled: bool = True,
-          transient: bool = True, console: Any = None) -> Iterator[T]:
+          transient: bool = False, console: Any = None) -> Iterator[T]:
     """Yield ``items``, advancing a bar after each one (``total`` defaults to ``len(items)``)."""
     if not enabled:
         yield from items
