@@ -31,7 +31,7 @@ import statistics
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from crosearch.progress import track
 
 
 def parse_args() -> argparse.Namespace:
@@ -111,7 +111,7 @@ def main() -> None:
             for phase in ("cold", "warm"):
                 evidence = []
                 start = time.perf_counter()
-                for j in tqdm(range(0, len(queries), args.batch), desc=f"{setting} {strategy} {phase}", unit="batch"):
+                for j in track(range(0, len(queries), args.batch), f"{setting} {strategy} {phase}"):
                     evidence += integ.gather(queries[j:j + args.batch], args.k)
                 timings[phase] = (time.perf_counter() - start) / len(queries)
             per_lang: dict[str, dict] = {}

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from crosearch.errors import DataFormatError
-from crosearch.io import atomic_open, read_json, read_jsonl, write_jsonl
+from crosearch.io import (atomic_dir, atomic_open, read_json, read_jsonl, remove_stale_temp_dirs, temp_dir_prefix,
+                         write_jsonl)
 
 
 def test_atomic_open_leaves_old_file_when_interrupted(tmp_path):
@@ -60,3 +61,93 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def _tree(path):
+    return {str(p.relative_to(path)): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_atomic_dir_replaces_the_old_directory_on_success(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with atomic_dir(final) as tmp:
+        assert tmp.parent == tmp_path and tmp != final
+        (tmp / "weights").mkdir()
+        (tmp / "weights" / "a.bin").write_text("new")
+        assert _tree(final) == {"old.txt": "old"}, "the old directory stays until the write finishes"
+    assert _tree(final) == {"weights/a.bin": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"], "no temporary or old directory left behind"
+
+
+def test_atomic_dir_keeps_the_old_directory_when_the_write_fails(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert _tree(final) == {"old.txt": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_dir_creates_a_new_directory_with_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    final = tmp_path / "sub" / "out"
+    with atomic_dir(final) as tmp:
+        (tmp / "x").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert _tree(final) == {"x": "x"}
+    assert stat.S_IMODE(final.stat().st_mode) == 0o777 & ~mask
+
+
+def test_atomic_dir_keeps_a_named_staging_directory_for_resuming(tmp_path):
+    final = tmp_path / "index"
+    staging = tmp_path / ".index.partial"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final, staging=staging) as tmp:
+            (tmp / "unit").write_text("done")
+            raise RuntimeError("killed")
+    assert not final.exists() and _tree(staging) == {"unit": "done"}
+    with atomic_dir(final, staging=staging) as tmp:
+        assert _tree(tmp) == {"unit": "done"}, "a rerun sees what the failed one finished"
+    assert _tree(final) == {"unit": "done"} and not staging.exists()
+
+
+def test_stale_temp_dirs_of_killed_writes_are_found_and_removed(tmp_path):
+    final = tmp_path / "cache"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            raise RuntimeError
+    killed = tmp_path / f"{temp_dir_prefix(final)}abc"
+    killed.mkdir()
+    other = tmp_path / ".other.tmp-abc"
+    other.mkdir()
+    remove_stale_temp_dirs(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-abc"]
+
+
+def test_read_json_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{\n  "a": 1,\n  "b": }\n', encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        read_json(path, what="index manifest")
+    message = str(info.value)
+    assert str(path) in message and "line 3" in message and "column 8" in message and "index manifest" in message
+
+
+def test_read_json_rejects_non_utf8_and_directories(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"a": "café"}'.encode("latin-1"))
+    with pytest.raises(DataFormatError, match="not UTF-8"):
+        read_json(path)
+    with pytest.raises(DataFormatError, match="is a directory"):
+        read_json(tmp_path)
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(DataFormatError, match="gzip"):
+        read_json(broken)

@@ -339,3 +339,54 @@ def test_serve_command_rejects_bad_limits(index_dir):
                              "--max-topk", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "server.max_topk" in result.stderr
+
+
+def test_batcher_merges_queued_requests_and_isolates_a_failing_one():
+    import asyncio
+
+    from crosearch.retrieval.batcher import MicroBatcher
+    from crosearch.types import Hit
+
+    calls: list[list[str]] = []
+
+    def search(queries, k):
+        calls.append([q.text for q in queries])
+        if any(q.text == "boom" for q in queries):
+            raise CrosearchError("boom is not searchable")
+        return [[Hit(doc_id=q.text, lang="en", title="", text=q.text, score=1.0, method="bm25")] for q in queries]
+
+    async def main():
+        batcher = MicroBatcher(search, window_s=0.0, max_queries=64, in_thread=False)
+        try:
+            return await asyncio.gather(
+                batcher.submit([SearchQuery("a"), SearchQuery("b")], 3, {}),
+                batcher.submit([SearchQuery("boom")], 3, {}),
+                batcher.submit([SearchQuery("c")], 3, {}),
+                return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    first, failed, third = asyncio.run(main())
+    assert calls[0] == ["a", "b", "boom", "c"], "requests queued together go out as one search"
+    assert [[h.doc_id for h in hits] for hits in first] == [["a"], ["b"]]
+    assert [[h.doc_id for h in hits] for hits in third] == [["c"]]
+    assert isinstance(failed, CrosearchError)
+
+
+def test_request_limits_name_the_offending_field():
+    from crosearch.retrieval.limits import RequestError, RequestLimits, describe_errors
+
+    limits = RequestLimits(ServerConfig(max_topk=10, max_queries=2, max_query_chars=5), ["de", "en"])
+    assert limits.k(None, "k") == min(ServerConfig().default_topk, 10)
+    with pytest.raises(RequestError, match="topk must be between 1 and 10, got 11") as info:
+        limits.k(11, "topk")
+    assert info.value.status == 422
+    with pytest.raises(RequestError, match="too many queries") as info:
+        limits.texts(["a", "b", "c"])
+    assert info.value.status == 413
+    with pytest.raises(RequestError, match="queries.1: query longer than 5"):
+        limits.texts(["a", "abcdef"])
+    with pytest.raises(RequestError, match="queries.0.lang: unknown language 'fr'; this index has de, en"):
+        limits.lang("fr", "queries.0.lang")
+    status, message = describe_errors([{"type": "missing", "loc": ("body", "queries"), "msg": "Field required"}])
+    assert (status, message) == (422, "invalid request: missing field 'queries'")

@@ -24,6 +24,7 @@ class DataFormatError(CrosearchError):
     def __init__(self, path: str | Path, message: str, *, line: int | None = None,
                  record: str | None = None, field: str | None = None) -> None:
         self.path = str(path)
+        self.reason = message
         self.line = line
         self.record = record
         self.field = field

@@ -1,7 +1,9 @@
-"""File helpers shared by every component: atomic writes and line-checked JSONL reading.
+"""File helpers shared by every component: atomic writes and checked JSON/JSONL reading.
 
-Outputs are written to a temporary file in the target directory and renamed
-into place, so an interrupted run never leaves a half-written file behind.
+Outputs are written to a temporary file (or directory) next to the target and
+renamed into place, so an interrupted run never leaves a half-written file or
+directory behind. Readers turn every decoding problem into a
+:class:`~crosearch.errors.DataFormatError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,6 +49,68 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+def temp_dir_prefix(final: str | Path) -> str:
+    """The name prefix of :func:`atomic_dir`'s temporary siblings of ``final`` (to find those of killed writes)."""
+    return f".{Path(final).name}.tmp-"
+
+
+def remove_stale_temp_dirs(final: str | Path) -> None:
+    """Remove temporary siblings of ``final`` left by writes that were killed.
+
+    Only safe while no other process may be writing ``final`` (the caller holds a lock).
+    """
+    final = Path(final)
+    for stale in final.parent.glob(f"{temp_dir_prefix(final)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def replace_dir(source: Path, final: Path) -> None:
+    """Rename the finished directory ``source`` to ``final``; a previous ``final`` is moved aside, then removed.
+
+    ``final`` names either the old or the new directory at every moment it exists, never half of one.
+    """
+    if not final.exists():
+        os.rename(source, final)
+        return
+    # A fresh directory to move the old one into: its unique name never collides with a concurrent
+    # swap, and its prefix lets remove_stale_temp_dirs find it if we are killed before removing it.
+    aside = Path(tempfile.mkdtemp(prefix=f"{temp_dir_prefix(final)}old-", dir=final.parent))
+    os.rename(final, aside / "old")
+    try:
+        os.rename(source, final)
+    except BaseException:
+        os.rename(aside / "old", final)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path, *, staging: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling directory of ``final`` to write into; on success it replaces ``final``.
+
+    On an exception the temporary directory is removed and ``final`` keeps its old content. A
+    ``staging`` directory given by the caller is instead kept on failure, with what was written to
+    it, so that a rerun can resume from it (index builds do).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if staging is None:
+        tmp = Path(tempfile.mkdtemp(prefix=temp_dir_prefix(final), dir=final.parent))
+        # mkdtemp makes it private; the result should be an ordinary directory.
+        os.chmod(tmp, 0o777 & ~_umask())
+    else:
+        tmp = Path(staging)
+        tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        if staging is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
@@ -74,29 +140,55 @@ def open_text(path: str | Path) -> TextIO:
     path = Path(path)
     if not path.exists():
         raise DataFormatError(path, "file not found")
+    if path.is_dir():
+        raise DataFormatError(path, "is a directory, expected a file")
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+@contextlib.contextmanager
+def _decoding(path: str | Path, what: str | None) -> Iterator[None]:
+    """Turn low-level read failures (gzip, UTF-8, permissions) into a DataFormatError on ``path``."""
+    label = f" ({what})" if what else ""
+    try:
+        yield
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise DataFormatError(path, f"not a valid gzip file{label} ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, f"not UTF-8 text{label} ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, "is a directory, expected a file") from None
+    except PermissionError:
+        raise DataFormatError(path, f"cannot be read{label}: permission denied") from None
+
+
+def read_jsonl(path: str | Path, *, what: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-empty line; malformed lines raise with their number."""
-    with open_text(path) as handle:
+    label = f" ({what})" if what else ""
+    with _decoding(path, what), open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", line=number) from None
+                raise DataFormatError(path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})",
+                                      line=number) from None
             if not isinstance(obj, dict):
-                raise DataFormatError(path, f"expected a JSON object, got {type(obj).__name__}", line=number)
+                raise DataFormatError(path, f"expected a JSON object{label}, got {type(obj).__name__}", line=number)
             yield number, obj
 
 
-def read_json(path: str | Path) -> Any:
-    with open_text(path) as handle:
+def read_json(path: str | Path, *, what: str | None = None) -> Any:
+    """The JSON value in ``path`` (``*.gz`` un-gzipped); any problem is a DataFormatError naming file and line.
+
+    ``what`` says what the file should be (``"index manifest"``), to word the error.
+    """
+    label = f" ({what})" if what else ""
+    with _decoding(path, what), open_text(path) as handle:
         try:
             return json.load(handle)
         except json.JSONDecodeError as exc:
-            raise DataFormatError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
+            raise DataFormatError(path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})",
+                                  line=exc.lineno) from None

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crosearch.config import ModelConfig
-from crosearch.errors import ConfigError, CrosearchError
+from crosearch.errors import ConfigError, CrosearchError, DataFormatError
+from crosearch.io import atomic_dir, read_json, remove_stale_temp_dirs
 
 if TYPE_CHECKING:
     import torch
@@ -99,17 +98,9 @@ class PolicyModel:
         target = Path(path)
         if target.exists() and any(target.iterdir()):
             raise CrosearchError(f"{target} exists and is not empty; choose a new directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            if target.exists():
-                target.rmdir()
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
 
@@ -137,10 +128,9 @@ def _bundled_source() -> dict[str, Any]:
 
 def is_complete(path: str | Path, expected: dict[str, Any]) -> bool:
     """True when ``path`` is a finished cache built from ``expected`` (its marker records the source)."""
-    marker = Path(path) / MARKER
     try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        recorded = read_json(Path(path) / MARKER)
+    except DataFormatError:
         return False
     return isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in expected.items())
 
@@ -185,24 +175,13 @@ def build_cached(target: Path, expected: dict[str, Any], builder: Callable[[Path
         if is_complete(target, expected):  # another process finished it while we waited
             return target, False
         # We hold the lock, so any temporary directory left here belongs to a build that died.
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            # Incomplete or outdated: move it aside first so the final name never points at half a cache.
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-old-", dir=target.parent))
-            os.rename(target, trash / "old")
-            shutil.rmtree(trash, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the finished cache is an ordinary directory
-        try:
-            with _status(f"building {description} (one-time) in {target}", show_progress):
-                builder(tmp)
+        remove_stale_temp_dirs(target)
+        # An incomplete or outdated cache stays in place until the new one replaces it: it never
+        # loads meanwhile, as it has no matching marker.
+        with atomic_dir(target) as tmp, _status(f"building {description} (one-time) in {target}", show_progress):
+            builder(tmp)
             record = {**expected, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target, True
     finally:
         lock.release()

@@ -24,6 +24,7 @@ from crosearch.agent.backends import Generation, GenerationBackend, SamplingPara
 from crosearch.agent.parsing import TurnParse, normalize_query, parse_forced_answer, parse_turn
 from crosearch.agent.prompts import read_prompt_file
 from crosearch.errors import CrosearchError
+from crosearch.progress import bar
 
 StopReason = Literal["answered", "answer_truncated", "max_turns", "budget", "eos_without_answer", "invalid_action"]
 
@@ -294,13 +295,12 @@ class RolloutEngine:
     def run(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
         """Run every request to completion; malformed model output ends a rollout, never raises."""
         states = [self._prepare(r, i) for i, r in enumerate(requests)]
-        progress = _Progress(self.progress, len(states))
-        with progress:
+        with bar("rollouts", len(states), enabled=self.progress and bool(states), transient=True) as progress:
             for turn_index in range(int(self.config.max_turns)):
                 active = [s for s in states if not s.done and s.stop is None]
                 if not active:
                     break
-                progress.turn(turn_index + 1, len(active))
+                progress.describe(f"rollouts (turn {turn_index + 1}, {len(active)} active)")
                 ready = []
                 for s in active:
                     if self._room(s) < 1:
@@ -326,7 +326,7 @@ class RolloutEngine:
                 if s.stop is None:
                     s.stop = "max_turns"
             if pending:
-                progress.turn(-1, len(pending))
+                progress.describe(f"rollouts (forced answers, {len(pending)} active)")
                 self._force_answers(pending)
                 progress.advance(len(pending))
         return [self._rollout(s) for s in states]
@@ -412,36 +412,3 @@ class RolloutEngine:
         return Rollout(id=s.request.id, lang=s.request.lang, prompt_ids=s.prompt_ids, completion_ids=s.completion,
                        env_mask=s.mask, logprobs=s.logprobs, turns=s.turns, answer=s.answer,
                        n_searches=s.n_searches, stop_reason=s.stop or "max_turns", meta=dict(s.request.meta))
-
-
-class _Progress:
-    """A rich progress bar over rollouts (a no-op when disabled, e.g. inside a trainer)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled and total > 0
-        self.total = total
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), transient=True)
-            self._bar.__enter__()
-            self._task = self._bar.add_task("rollouts", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-    def turn(self, number: int, active: int) -> None:
-        if self._bar is not None:
-            label = "forced answers" if number < 0 else f"turn {number}"
-            self._bar.update(self._task, description=f"rollouts ({label}, {active} active)")
-
-    def advance(self, n: int) -> None:
-        if self._bar is not None and n:
-            self._bar.advance(self._task, n)

@@ -22,6 +22,7 @@ import regex
 
 from crosearch.crosslingual.languages import FEW_SHOT, ISO639_3, NLLB_CODES, language_name
 from crosearch.errors import CrosearchError
+from crosearch.progress import track
 
 
 @runtime_checkable
@@ -203,11 +204,7 @@ class PolicyTranslator:
         if self._stop is None:
             self._stop = _newline_stop(tok, device)
         stop = self._stop
-        iterator: Any = batches
-        if self.show_progress and len(batches) > 1:
-            from tqdm import tqdm
-
-            iterator = tqdm(batches, desc=f"translate -> {tgt_lang}", unit="batch")
+        iterator = track(batches, f"translate -> {tgt_lang}", enabled=self.show_progress and len(batches) > 1)
         started = time.perf_counter()
         try:
             for batch in iterator:

@@ -26,6 +26,7 @@ from typing import Any
 from crosearch.config import DataConfig
 from crosearch.errors import ConfigError, CrosearchError, DataFormatError
 from crosearch.io import atomic_write_json, read_json
+from crosearch.progress import track
 from crosearch.types import Passage, QAExample
 
 from crosearch.data.formats import (
@@ -176,10 +177,8 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     name, files = resolve_source(config.source, config.languages)
     langs = list(files)
 
-    from rich.progress import track
-
     squads: dict[str, SquadFile] = {}
-    for lang in track(langs, description="loading source files", disable=not progress, transient=True):
+    for lang in track(langs, "loading source files", enabled=progress, transient=True):
         squads[lang] = load_squad(files[lang], lang, name=name)
     check_parallel(squads)
 
@@ -199,7 +198,7 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     collection: list[Passage] = []
     # (lang, paragraph id) -> passages of that copy in the collection
     copies: dict[tuple[str, str], list[Passage]] = {}
-    for lang in track(langs, description="cutting passages", disable=not progress, transient=True):
+    for lang in track(langs, "cutting passages", enabled=progress, transient=True):
         squad = squads[lang]
         for ai, pi, pid in paragraphs:
             if pid not in kept[lang]:

@@ -15,10 +15,7 @@ Formats:
 
 from __future__ import annotations
 
-import gzip
-import json
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,7 +24,7 @@ from typing import Any
 import regex
 
 from crosearch.errors import DataFormatError
-from crosearch.io import read_jsonl, write_jsonl
+from crosearch.io import read_json, read_jsonl, write_jsonl
 from crosearch.types import Passage, QAExample
 
 # <name>.<lang>.json[.gz]: "xquad.de.json.gz", "mydata.zh_cn.json". The language is a
@@ -132,39 +129,6 @@ def dedup(items: Iterable[str]) -> list[str]:
     return out
 
 
-def _guard_read(path: Path, reader):  # type: ignore[no-untyped-def]
-    """Run ``reader`` turning low-level decode failures into a DataFormatError on ``path``."""
-    try:
-        return reader()
-    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
-        raise DataFormatError(path, f"not a valid gzip file ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except IsADirectoryError:
-        raise DataFormatError(path, "is a directory, expected a file") from None
-
-
-def _read_json_file(path: Path) -> Any:
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
-
-    def read() -> Any:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            try:
-                return json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                                      line=exc.lineno) from None
-
-    return _guard_read(path, read)
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    rows = _guard_read(path, lambda: list(read_jsonl(path)))
-    yield from rows
-
-
 # --------------------------------------------------------------------------- SQuAD family
 
 
@@ -224,7 +188,7 @@ def load_squad(path: str | Path, lang: str | None = None, *, name: str | None = 
     lang = (lang or question_lang or "").lower()
     result = SquadFile(path=str(path), name=name or inferred_name or path.name.split(".")[0],
                        lang=lang, context_lang=(context_lang if question_lang == lang else None) or lang)
-    raw = _read_json_file(path)
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise DataFormatError(path, f"expected a JSON object with a 'data' list, got {type(raw).__name__}")
     data = _require(raw, "data", list, path)
@@ -327,7 +291,7 @@ def load_mkqa(path: str | Path, languages: Iterable[str] | None = None, *,
     path = Path(path)
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out: list[QAExample] = []
-    for line, obj in _iter_jsonl(path):
+    for line, obj in read_jsonl(path):
         example_id = str(_require(obj, "example_id", (str, int), path, line=line))
         queries = _require(obj, "queries", dict, path, line=line)
         answers = _require(obj, "answers", dict, path, line=line)
@@ -369,7 +333,7 @@ def load_xor_tydi(path: str | Path, languages: Iterable[str] | None = None) -> l
     path = Path(path)
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out = []
-    for line, obj in _iter_jsonl(path):
+    for line, obj in read_jsonl(path):
         qid = str(_require(obj, "id", (str, int), path, line=line))
         lang = _require(obj, "lang", str, path, line=line).lower()
         if wanted is not None and lang not in wanted:
@@ -388,7 +352,7 @@ def read_corpus(path: str | Path) -> list[Passage]:
     path = Path(path)
     out = []
     seen: dict[str, int] = {}
-    for line, obj in _iter_jsonl(path):
+    for line, obj in read_jsonl(path):
         pid = _require(obj, "id", str, path, line=line)
         if pid in seen:
             raise DataFormatError(path, f"duplicate passage id {pid!r} (first on line {seen[pid]})",
@@ -409,7 +373,7 @@ def read_qa(path: str | Path) -> list[QAExample]:
     """Read a QA JSONL (``id``, ``lang``, ``question``, ``answers`` and the optional QAExample fields)."""
     path = Path(path)
     out = []
-    for line, obj in _iter_jsonl(path):
+    for line, obj in read_jsonl(path):
         def strings(key: str) -> list[str]:
             value = obj.get(key)
             return [] if value is None else _string_list(value, path, line=line, field_name=key)

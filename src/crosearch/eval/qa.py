@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crosearch.errors import CrosearchError, DataFormatError
+from crosearch.progress import bar
 from crosearch.types import QAExample
 
 PREDICTIONS = "predictions.jsonl"
@@ -284,17 +285,12 @@ def _count(items: Any) -> dict[str, int]:
 
 def _evaluate(pipeline: Any, todo: list[QAExample], pred_path: Path, config: Any, *, progress: bool,
               console: Any) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     size = int(config.eval.batch_size)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task(f"eval {pipeline.name}", total=len(todo))
+    with bar(f"eval {pipeline.name}", len(todo), enabled=progress, console=console) as task:
         for start in range(0, len(todo), size):
             batch = todo[start: start + size]
             began = time.perf_counter()
             outputs = pipeline.run(batch)
             share = (time.perf_counter() - began) / max(1, len(batch))
             append_predictions(pred_path, [prediction_record(o, config.metrics, share) for o in outputs])
-            bar.advance(task, len(batch))
+            task.advance(len(batch))

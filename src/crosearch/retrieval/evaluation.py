@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crosearch.progress import track
 from crosearch.retrieval.base import Retriever
 from crosearch.types import QAExample, SearchQuery
 
@@ -75,11 +76,7 @@ def evaluate_retrieval(retriever: Retriever, questions: Sequence[QAExample], ks:
                                exclude=frozenset(q.exclude)) for q in subset]
         ranks: list[int | None] = []
         batches = range(0, len(queries), batch_size)
-        if progress:
-            from rich.progress import track
-
-            batches = track(batches, description=f"retrieval {scope}", transient=True)
-        for start in batches:
+        for start in track(batches, f"retrieval {scope}", enabled=progress, transient=True):
             results = retriever.search(queries[start:start + batch_size], depth)
             for q, hits in zip(subset[start:start + batch_size], results):
                 assert q.paragraph is not None

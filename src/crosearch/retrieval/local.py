@@ -19,18 +19,18 @@ the missing ones are built.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crosearch.config import Config, RetrievalConfig
-from crosearch.errors import CrosearchError
-from crosearch.io import atomic_write_json
+from crosearch.errors import CrosearchError, DataFormatError
+from crosearch.io import atomic_dir, atomic_write_json, read_json
+from crosearch.progress import Bars
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
 from crosearch.retrieval.fusion import FusionMethod, fuse
@@ -101,16 +101,11 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def _unit_complete(directory: Path, expected: dict[str, Any]) -> bool:
-    return _read_json(directory / MANIFEST) == expected
+    try:
+        return read_json(directory / MANIFEST) == expected
+    except DataFormatError:  # missing or torn: the unit is built again
+        return False
 
 
 def _link_copy(src: Path, dst: Path) -> None:
@@ -122,33 +117,6 @@ def _link_copy(src: Path, dst: Path) -> None:
             shutil.copy2(s, d)
 
     shutil.copytree(src, dst, copy_function=copy)
-
-
-class _Progress:
-    """Rich progress bars for a build (one task per language and kind)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), transient=False)
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        if self._progress is None:
-            return lambda n: None
-        task_id = self._progress.add_task(description, total=total)
-        return lambda n: self._progress.advance(task_id, n)
 
 
 def _build_store(directory: Path, passages: list[Passage], settings: IndexSettings, advance) -> None:
@@ -191,9 +159,18 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
     if not groups:
         raise CrosearchError("the collection holds no passages")
     hashes = {lang: passages_hash(ps) for lang, ps in groups.items()}
-    staging = out.parent / f".{out.name}.partial"
-    staging.mkdir(parents=True, exist_ok=True)
     report = BuildReport(str(out), {lang: len(ps) for lang, ps in groups.items()})
+    # The staging directory outlives a killed build: its finished units are what a rerun resumes from.
+    with atomic_dir(out, staging=out.parent / f".{out.name}.partial") as staging:
+        _build_units(groups, hashes, out, staging, settings, report, progress)
+        atomic_write_json(staging / MANIFEST, _manifest(groups, hashes, settings))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build_units(groups: dict[str, list[Passage]], hashes: dict[str, str], out: Path, staging: Path,
+                 settings: IndexSettings, report: BuildReport, progress: bool) -> None:
+    """Build into ``staging`` every unit that neither it nor the previous index at ``out`` holds complete."""
     kinds = ["store", *settings.methods]
 
     # Units of languages no longer in the collection (or of a method no longer built) must go.
@@ -204,7 +181,7 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
                     shutil.rmtree(unit, ignore_errors=True)
 
     encoder = None
-    with _Progress(progress) as bars:
+    with Bars(enabled=progress) as bars:
         for lang, group in groups.items():
             for kind in kinds:
                 expected = {"lang": lang, "passages": len(group), "hash": hashes[lang],
@@ -222,28 +199,27 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
                     _link_copy(previous, target)
                     report.reused.append(name)
                     continue
-                tmp = target.parent / f".{lang}.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-                advance = bars.task(f"{kind} {lang}", len(group))
-                if kind == "store":
-                    _build_store(tmp, group, settings, advance)
-                elif kind == "bm25":
-                    _build_bm25_unit(tmp, group, settings, lang, advance)
-                else:
-                    if encoder is None:
-                        from crosearch.retrieval.dense import DenseEncoder
+                advance = bars.add(f"{kind} {lang}", len(group)).advance
+                with atomic_dir(target) as tmp:
+                    if kind == "store":
+                        _build_store(tmp, group, settings, advance)
+                    elif kind == "bm25":
+                        _build_bm25_unit(tmp, group, settings, lang, advance)
+                    else:
+                        if encoder is None:
+                            from crosearch.retrieval.dense import DenseEncoder
 
-                        encoder = DenseEncoder(settings.dense_model or "", device=settings.dense_device,
-                                               batch_size=settings.dense_batch_size,
-                                               query_prefix=settings.dense_query_prefix,
-                                               passage_prefix=settings.dense_passage_prefix)
-                    _build_dense_unit(tmp, group, settings, encoder, advance)
-                atomic_write_json(tmp / MANIFEST, expected)
-                os.replace(tmp, target)
+                            encoder = DenseEncoder(settings.dense_model or "", device=settings.dense_device,
+                                                   batch_size=settings.dense_batch_size,
+                                                   query_prefix=settings.dense_query_prefix,
+                                                   passage_prefix=settings.dense_passage_prefix)
+                        _build_dense_unit(tmp, group, settings, encoder, advance)
+                    atomic_write_json(tmp / MANIFEST, expected)
                 report.built.append(name)
 
-    manifest = {
+
+def _manifest(groups: dict[str, list[Passage]], hashes: dict[str, str], settings: IndexSettings) -> dict[str, Any]:
+    return {
         "format": FORMAT_VERSION,
         "analyzer_version": ANALYZER_VERSION,
         "collection_hash": passages_hash(p for ps in groups.values() for p in ps),
@@ -258,20 +234,6 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
                      "dense_passage_prefix": settings.dense_passage_prefix},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_json(staging / MANIFEST, manifest)
-    _swap_into_place(staging, out)
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(index_dir: str | Path) -> dict[str, Any]:
@@ -279,8 +241,11 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         raise CrosearchError(f"index directory not found: {index_dir} (build one with `crosearch index`)")
-    manifest = _read_json(index_dir / MANIFEST)
-    if manifest is None:
+    try:
+        manifest = read_json(index_dir / MANIFEST, what="index manifest")
+    except DataFormatError:
+        manifest = None
+    if not isinstance(manifest, dict):
         hint = ""
         if index_dir.name.endswith(".partial"):
             hint = "; this is an interrupted build: rerun `crosearch index` with the same --out to resume it"

@@ -9,16 +9,16 @@ Two search endpoints share one retriever:
   languages to search, excluded passage ids, and hits with language/paragraph.
 
 Every request is bounded (body size checked before parsing, number of queries,
-query length, topk) and every bad request is answered with a 4xx JSON body
-``{"detail": "<message>"}``; nothing a client sends can take the server down.
+query length, topk; see :mod:`crosearch.retrieval.limits`) and every bad request
+is answered with a 4xx JSON body ``{"detail": "<message>"}``; nothing a client
+sends can take the server down.
 
-Retrieval is CPU-bound, so it never runs on the event loop: a micro-batcher
-hands queued requests to a worker thread as one batched ``search`` call.
+Concurrent requests are merged into batched ``search`` calls by the
+micro-batcher (:mod:`crosearch.retrieval.batcher`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -26,23 +26,23 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crosearch import __version__
 from crosearch.config import ServerConfig
 from crosearch.errors import CrosearchError
 from crosearch.retrieval.base import Retriever
+from crosearch.retrieval.batcher import MicroBatcher
+from crosearch.retrieval.limits import (BodyLimitMiddleware, RequestError, RequestLimits, describe_errors,
+                                        error_response, parse_body)
 from crosearch.types import Hit, SearchQuery
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,6 @@ class _Strict(BaseModel):
     # Unknown keys are rejected so that a misspelt option ("top_k") is reported
     # instead of silently falling back to a default.
     model_config = ConfigDict(extra="forbid")
-
-
-_M = TypeVar("_M", bound=BaseModel)
 
 
 class RetrieveRequest(_Strict):
@@ -87,254 +84,6 @@ class SearchRequest(_Strict):
     k: StrictInt | None = None
     method: Literal["bm25", "dense"] | None = None
     fusion: Literal["rrf", "score"] | None = None
-
-
-# --------------------------------------------------------------------------- errors
-
-class RequestError(Exception):
-    """A request the server understood but refuses; answered with ``status`` and ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
-
-
-async def _parse(request: Request, model: type[_M]) -> _M:
-    """Validate the (size-checked) body straight from bytes: pydantic-core parses and checks
-    in one pass, several times cheaper per request than FastAPI's generic body handling."""
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        status, message = describe_errors(exc.errors(include_url=False))
-        raise RequestError(status, message) from None
-
-
-def describe_errors(errors: Sequence[Any]) -> tuple[int, str]:
-    """Turn pydantic's error list into one readable sentence (and 400 for broken JSON)."""
-    parts = []
-    for err in errors:
-        if err.get("type") == "json_invalid":
-            reason = (err.get("ctx") or {}).get("error", "malformed JSON")
-            return 400, f"request body is not valid JSON: {reason}"
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        where = ".".join(loc) or "body"
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "missing":
-            parts.append(f"missing field '{where}'")
-        elif err.get("type") == "extra_forbidden":
-            parts.append(f"unknown field '{where}'")
-        elif err.get("type") in ("model_type", "model_attributes_type") and where == "body":
-            parts.append("the request body must be a JSON object")
-        else:
-            parts.append(f"{where}: {msg}")
-    return 422, "invalid request: " + "; ".join(parts[:5]) + (" ..." if len(parts) > 5 else "")
-
-
-# --------------------------------------------------------------------------- body limit
-
-class BodyLimitMiddleware:
-    """Refuse oversized or non-JSON request bodies before anything parses them.
-
-    ``Content-Length`` is checked first (cheap rejection); the body is then read
-    with a running count, so a chunked upload or a lying header cannot push
-    more than ``max_bytes`` into memory either.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, tracker: MicroBatcher | None = None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.tracker = tracker
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype and ctype != b"application/json" and not ctype.endswith(b"+json"):
-            await _error(415, f"content type must be application/json, got {ctype.decode('latin-1')!r}")(
-                scope, receive, send)
-            return
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                await _error(400, "invalid Content-Length header")(scope, receive, send)
-                return
-            if size > self.max_bytes:
-                await self._too_big(scope, receive, send)
-                return
-        chunks: list[bytes] = []
-        total = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_bytes:
-                await self._too_big(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        # A missing content type passes: clients that post JSON without one (bare
-        # sockets, some scripts) are common, and the endpoints parse the bytes as JSON.
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        if self.tracker is None:
-            await self.app(scope, replay, send)
-            return
-        # Tell the batcher a request is on its way to a search, so it may wait for it.
-        self.tracker.in_flight += 1
-        try:
-            await self.app(scope, replay, send)
-        finally:
-            self.tracker.in_flight -= 1
-
-    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(413, f"request body larger than the server's limit of {self.max_bytes} bytes")
-        # Closing the connection keeps the rest of a huge upload from being read.
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
-
-
-# --------------------------------------------------------------------------- micro-batching
-
-@dataclass(slots=True)
-class _Job:
-    queries: list[SearchQuery]
-    k: int
-    options: tuple[tuple[str, str], ...]
-    future: asyncio.Future = field(repr=False)
-
-
-class MicroBatcher:
-    """Merge concurrent requests into batched ``retriever.search`` calls, one batch at a time.
-
-    A request that arrives while a search is running waits in the queue; when
-    the search ends, everything queued (up to ``max_queries``) that asks for the
-    same ``k`` and options goes out as one call. With ``window_s > 0`` the batcher
-    also waits up to that long for requests that have been received but not yet
-    queued (``in_flight``, counted by :class:`BodyLimitMiddleware`); a lone
-    request is never held back, so the window costs nothing at low load.
-
-    Searches run one batch at a time, on the event loop by default: a BM25 search
-    holds the GIL, so a worker thread would add GIL hand-offs without adding
-    parallelism (measured: about 0.6 ms more CPU per request). ``in_thread``
-    suits retrievers that release the GIL (dense encoders on a GPU).
-    """
-
-    def __init__(self, search: Callable[..., list[list[Hit]]], *, window_s: float, max_queries: int,
-                 in_thread: bool = True) -> None:
-        self._search = search
-        self._in_thread = in_thread
-        self._window_s = window_s
-        self._max_queries = max_queries
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._task: asyncio.Task | None = None
-        self.batches = 0
-        self.queries = 0
-        self.in_flight = 0  # requests being handled (maintained by the middleware)
-        self._unresolved = 0  # submitted jobs not yet answered
-
-    def _ensure_started(self) -> asyncio.Queue[_Job]:
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._loop(self._queue))
-        assert self._queue is not None
-        return self._queue
-
-    async def submit(self, queries: list[SearchQuery], k: int, options: dict[str, str]) -> list[list[Hit]]:
-        """Queue ``queries`` and wait for their hits."""
-        queue = self._ensure_started()
-        job = _Job(queries, k, tuple(sorted(options.items())), asyncio.get_running_loop().create_future())
-        queue.put_nowait(job)
-        self._unresolved += 1
-        try:
-            return await job.future
-        finally:
-            self._unresolved -= 1
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-
-    async def _collect(self, queue: asyncio.Queue[_Job]) -> list[_Job]:
-        jobs = [await queue.get()]
-        size = len(jobs[0].queries)
-        deadline = time.monotonic() + self._window_s
-        while size < self._max_queries:
-            try:
-                job = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.in_flight <= self._unresolved:
-                    break  # the window is over, or no received request is still on its way
-                try:
-                    job = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    break
-            jobs.append(job)
-            size += len(job.queries)
-        return jobs
-
-    async def _loop(self, queue: asyncio.Queue[_Job]) -> None:
-        while True:
-            jobs = await self._collect(queue)
-            groups: dict[tuple[int, tuple], list[_Job]] = {}
-            for job in jobs:
-                groups.setdefault((job.k, job.options), []).append(job)
-            for (k, options), group in groups.items():
-                live = [job for job in group if not job.future.done()]  # a client may have gone away
-                if live:
-                    await self._run(live, k, dict(options))
-
-    async def _run(self, jobs: list[_Job], k: int, options: dict[str, str]) -> None:
-        merged = [q for job in jobs for q in job.queries]
-        try:
-            if self._in_thread:
-                results = await anyio.to_thread.run_sync(lambda: self._search(merged, k, **options))
-            else:
-                results = self._search(merged, k, **options)
-            if len(results) != len(merged):
-                raise RuntimeError(f"retriever returned {len(results)} result lists for {len(merged)} queries")
-        except Exception as exc:  # noqa: BLE001 - answered to the requests, never raised in the loop
-            if len(jobs) > 1:
-                # One request's failure must not fail the others it was batched with.
-                for job in jobs:
-                    await self._run([job], k, options)
-                return
-            if not jobs[0].future.done():
-                jobs[0].future.set_exception(exc)
-            return
-        self.batches += 1
-        self.queries += len(merged)
-        start = 0
-        for job in jobs:
-            end = start + len(job.queries)
-            if not job.future.done():
-                job.future.set_result(results[start:end])
-            start = end
 
 
 # --------------------------------------------------------------------------- formatting
@@ -386,7 +135,7 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     """Build the FastAPI application serving ``retriever`` under the limits in ``settings``."""
     settings = settings or ServerConfig()
     languages = sorted(retriever.languages)
-    known_langs = set(languages)
+    limits = RequestLimits(settings, languages)
     count = passage_count(retriever)
     accepted = _accepted_options(retriever.search)
     batcher = MicroBatcher(retriever.search, window_s=settings.batch_window_ms / 1000.0,
@@ -406,42 +155,20 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     @app.exception_handler(RequestValidationError)
     async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, message = describe_errors(exc.errors())
-        return _error(status, message)
+        return error_response(status, message)
 
     @app.exception_handler(RequestError)
     async def _on_request_error(_: Request, exc: RequestError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _on_crash(_: Request, exc: Exception) -> JSONResponse:
         log.exception("retrieval failed")
-        return _error(500, f"internal error while searching: {type(exc).__name__}")
-
-    def check_k(k: int | None, name: str) -> int:
-        if k is None:
-            return min(settings.default_topk, settings.max_topk)
-        if not 1 <= k <= settings.max_topk:
-            raise RequestError(422, f"{name} must be between 1 and {settings.max_topk}, got {k}")
-        return k
-
-    def check_texts(texts: Sequence[str]) -> None:
-        if not texts:
-            raise RequestError(422, "queries must be a non-empty list")
-        if len(texts) > settings.max_queries:
-            raise RequestError(413, f"too many queries in one request: {len(texts)} > {settings.max_queries}")
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise RequestError(422, f"queries.{i}: query text is empty")
-            if len(text) > settings.max_query_chars:
-                raise RequestError(422, f"queries.{i}: query longer than {settings.max_query_chars} characters")
-
-    def check_lang(value: str, where: str) -> None:
-        if value not in known_langs:
-            raise RequestError(422, f"{where}: unknown language '{value}'; this index has {', '.join(languages)}")
+        return error_response(500, f"internal error while searching: {type(exc).__name__}")
 
     async def run(queries: list[SearchQuery], k: int, options: dict[str, str]) -> list[list[Hit]]:
         try:
@@ -463,9 +190,9 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     @app.post("/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
         """Search-R1 protocol: every query searches every language (fused)."""
-        body = await _parse(request, RetrieveRequest)
-        check_texts(body.queries)
-        k = check_k(body.topk, "topk")
+        body = await parse_body(request, RetrieveRequest)
+        limits.texts(body.queries)
+        k = limits.k(body.topk, "topk")
         results = await run([SearchQuery(text=q) for q in body.queries], k, {})
         if body.return_scores:
             out = [[{"document": _search_r1_document(h), "score": float(h.score)} for h in hits] for hits in results]
@@ -477,9 +204,9 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     @app.post("/search")
     async def search(request: Request) -> JSONResponse:
         """crosearch protocol: per-query language, languages to search and exclusions."""
-        body = await _parse(request, SearchRequest)
-        check_texts([q.text for q in body.queries])
-        k = check_k(body.k, "k")
+        body = await parse_body(request, SearchRequest)
+        limits.texts([q.text for q in body.queries])
+        k = limits.k(body.k, "k")
         options = {name: value for name in ("method", "fusion") if (value := getattr(body, name)) is not None}
         for name in options:
             if name not in accepted:
@@ -487,12 +214,12 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
         queries = []
         for i, item in enumerate(body.queries):
             if item.lang is not None:
-                check_lang(item.lang, f"queries.{i}.lang")
+                limits.lang(item.lang, f"queries.{i}.lang")
             if item.search_langs is not None:
                 if not item.search_langs:
                     raise RequestError(422, f"queries.{i}.search_langs: give at least one language, or null for all")
                 for lang in item.search_langs:
-                    check_lang(lang, f"queries.{i}.search_langs")
+                    limits.lang(lang, f"queries.{i}.search_langs")
             queries.append(SearchQuery(text=item.text, lang=item.lang, search_langs=item.search_langs,
                                        exclude=frozenset(item.exclude)))
         results = await run(queries, k, options)

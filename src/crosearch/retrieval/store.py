@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from crosearch.errors import CrosearchError, DataFormatError
-from crosearch.io import atomic_open, atomic_write_json, dumps_line
+from crosearch.io import atomic_open, atomic_write_json, dumps_line, read_json
 from crosearch.types import Passage
 
 PASSAGES = "passages.jsonl"
@@ -99,10 +99,9 @@ class LanguageStore:
         self.lang = lang
         self.directory = directory
         try:
-            with open(directory / IDS, encoding="utf-8") as handle:
-                self.ids: list[str] = json.load(handle)
+            self.ids: list[str] = read_json(directory / IDS, what="passage ids")
             self._offsets = np.load(directory / OFFSETS, mmap_mode="r")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DataFormatError) as exc:
             raise CrosearchError(f"{directory}: passage store is unreadable ({exc}); rebuild the index") from None
         if len(self._offsets) != len(self.ids) + 1:
             raise CrosearchError(f"{directory}: passage store is inconsistent (ids vs offsets); rebuild the index")

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from crosearch.config import Config, LoraSection
 from crosearch.errors import ConfigError, CrosearchError
+from crosearch.io import atomic_dir
 from crosearch.types import QAExample
 
 console = Console(stderr=True)
@@ -113,19 +114,9 @@ def check_output_dir(path: str | Path, resume: bool) -> Path:
 def save_atomically(model: Any, tokenizer: Any, final: Path) -> None:
     """Save into a sibling temp dir and rename, so ``final`` is either the old or the new save, never half."""
     import json
-    import shutil
     import time
 
-    tmp = final.parent / f".{final.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "crosearch-complete.json").write_text(json.dumps({"time": time.time()}) + "\n")
-    if final.exists():
-        old = final.parent / f".{final.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "crosearch-complete.json").write_text(json.dumps({"time": time.time()}) + "\n")

@@ -7,14 +7,13 @@ at any point of a long run.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crosearch.errors import CrosearchError
-from crosearch.io import atomic_open
+from crosearch.errors import CrosearchError, DataFormatError
+from crosearch.io import atomic_open, read_json
 from crosearch.rl.checkpoints import checkpoint_dirs
 
 # Panels of the GRPO figure: (title, metrics drawn in it). Missing metrics are skipped.
@@ -49,9 +48,13 @@ def read_log_history(run_dir: str | Path) -> tuple[list[dict[str, Any]], Path]:
         if not path.is_file():
             continue
         try:
-            history = json.loads(path.read_text(encoding="utf-8")).get("log_history")
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise CrosearchError(f"{path}: not a trainer log ({exc})") from None
+            state = read_json(path)
+        except DataFormatError as exc:
+            where = f"line {exc.line}: " if exc.line is not None else ""
+            raise CrosearchError(f"{path}: not a trainer log ({where}{exc.reason})") from None
+        if not isinstance(state, dict):
+            raise CrosearchError(f"{path}: not a trainer log (a JSON {type(state).__name__}, not an object)")
+        history = state.get("log_history")
         if history:
             return history, path
     raise CrosearchError(f"{run}: no summary.json or checkpoint-*/trainer_state.json with a log history yet")

@@ -88,10 +88,9 @@ def build_trajectories(questions: Sequence[QAExample], config: Config, tokenizer
     ``integration`` is the engine's evidence hook (an :class:`~crosearch.crosslingual.integration.Integrator`'s
     ``gather`` with ``k`` bound), so the inserted text is what a GRPO rollout would see.
     """
-    from rich.progress import track
-
     from crosearch.agent.engine import RolloutEngine, RolloutRequest
     from crosearch.agent.prompts import PromptBuilder
+    from crosearch.progress import track
 
     builder = PromptBuilder.from_config(config.agent)
     sft = config.sft

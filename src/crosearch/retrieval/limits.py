@@ -1,0 +1,180 @@
+"""Request limits of the retrieval server: body size and type, query count and length, k, languages.
+
+Every refusal is answered with a 4xx JSON body ``{"detail": "<message>"}`` naming what was wrong,
+so nothing a client sends can take the server down or get a bare stack trace back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crosearch.config import ServerConfig
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class RequestError(Exception):
+    """A request the server understood but refuses; answered with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """The JSON body every refusal is answered with: ``{"detail": message}``."""
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+async def parse_body(request: Request, model: type[_M]) -> _M:
+    """Validate the (size-checked) body straight from bytes: pydantic-core parses and checks
+    in one pass, several times cheaper per request than FastAPI's generic body handling."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        status, message = describe_errors(exc.errors(include_url=False))
+        raise RequestError(status, message) from None
+
+
+def describe_errors(errors: Sequence[Any]) -> tuple[int, str]:
+    """Turn pydantic's error list into one readable sentence (and 400 for broken JSON)."""
+    parts = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "malformed JSON")
+            return 400, f"request body is not valid JSON: {reason}"
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "missing":
+            parts.append(f"missing field '{where}'")
+        elif err.get("type") == "extra_forbidden":
+            parts.append(f"unknown field '{where}'")
+        elif err.get("type") in ("model_type", "model_attributes_type") and where == "body":
+            parts.append("the request body must be a JSON object")
+        else:
+            parts.append(f"{where}: {msg}")
+    return 422, "invalid request: " + "; ".join(parts[:5]) + (" ..." if len(parts) > 5 else "")
+
+
+class RequestLimits:
+    """The per-request checks of ``settings`` for an index holding ``languages``."""
+
+    def __init__(self, settings: ServerConfig, languages: Sequence[str]) -> None:
+        self.settings = settings
+        self.languages = sorted(languages)
+        self._known = set(languages)
+
+    def k(self, k: int | None, name: str) -> int:
+        """The number of hits to return: ``k`` if within bounds, the default when not given."""
+        settings = self.settings
+        if k is None:
+            return min(settings.default_topk, settings.max_topk)
+        if not 1 <= k <= settings.max_topk:
+            raise RequestError(422, f"{name} must be between 1 and {settings.max_topk}, got {k}")
+        return k
+
+    def texts(self, texts: Sequence[str]) -> None:
+        settings = self.settings
+        if not texts:
+            raise RequestError(422, "queries must be a non-empty list")
+        if len(texts) > settings.max_queries:
+            raise RequestError(413, f"too many queries in one request: {len(texts)} > {settings.max_queries}")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise RequestError(422, f"queries.{i}: query text is empty")
+            if len(text) > settings.max_query_chars:
+                raise RequestError(422, f"queries.{i}: query longer than {settings.max_query_chars} characters")
+
+    def lang(self, value: str, where: str) -> None:
+        if value not in self._known:
+            raise RequestError(422, f"{where}: unknown language '{value}'; this index has {', '.join(self.languages)}")
+
+
+class InFlightCounter(Protocol):
+    """Whatever wants to know how many requests are past the body check (the micro-batcher)."""
+
+    in_flight: int
+
+
+class BodyLimitMiddleware:
+    """Refuse oversized or non-JSON request bodies before anything parses them.
+
+    ``Content-Length`` is checked first (cheap rejection); the body is then read
+    with a running count, so a chunked upload or a lying header cannot push
+    more than ``max_bytes`` into memory either.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, tracker: InFlightCounter | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype and ctype != b"application/json" and not ctype.endswith(b"+json"):
+            await error_response(415, f"content type must be application/json, got {ctype.decode('latin-1')!r}")(
+                scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await error_response(400, "invalid Content-Length header")(scope, receive, send)
+                return
+            if size > self.max_bytes:
+                await self._too_big(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self._too_big(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        # A missing content type passes: clients that post JSON without one (bare
+        # sockets, some scripts) are common, and the endpoints parse the bytes as JSON.
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        if self.tracker is None:
+            await self.app(scope, replay, send)
+            return
+        # Tell the batcher a request is on its way to a search, so it may wait for it.
+        self.tracker.in_flight += 1
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.tracker.in_flight -= 1
+
+    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"request body larger than the server's limit of {self.max_bytes} bytes")
+        # Closing the connection keeps the rest of a huge upload from being read.
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
