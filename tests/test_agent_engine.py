@@ -13,7 +13,7 @@ from crosearch.agent.backends import HFBackend, SamplingParams, StopChecker, Tea
 from crosearch.agent.engine import STOP_STRINGS, RolloutEngine, RolloutRequest, to_trl
 from crosearch.agent.prompts import PromptBuilder, read_prompt_file
 from crosearch.agent.scoring import sequence_logprobs
-from crosearch.config import AgentConfig, load_config
+from crosearch.config import AgentConfig, CrossLingualConfig, load_config
 from crosearch.crosslingual.integration import Integrator
 from crosearch.data.formats import load_squad, squad_examples, squad_passages, xquad_dir
 from crosearch.errors import CrosearchError
@@ -48,7 +48,7 @@ def retriever(xquad, tmp_path_factory):
 
 
 def _integration(retriever, tokenizer, budget=60):
-    integrator = Integrator(retriever, "mono", tokenizer=tokenizer, token_budget=budget)
+    integrator = Integrator(retriever, CrossLingualConfig(strategy="mono", token_budget=budget), tokenizer=tokenizer)
     return lambda queries: integrator.gather(queries, k=2)
 
 

@@ -18,13 +18,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crosearch.agent.backends import Generation, GenerationBackend, SamplingParams
 from crosearch.agent.parsing import TurnParse, normalize_query, parse_forced_answer, parse_turn
 from crosearch.agent.prompts import read_prompt_file
+from crosearch.config import AgentConfig, Config
 from crosearch.errors import CrosearchError
 from crosearch.progress import bar
+
+if TYPE_CHECKING:
+    from crosearch.crosslingual.integration import Evidence, IntegrationQuery
+    from crosearch.retrieval.base import Retriever
 
 StopReason = Literal["answered", "answer_truncated", "max_turns", "budget", "eos_without_answer", "invalid_action"]
 
@@ -130,10 +135,9 @@ def to_trl(rollouts: Sequence[Rollout]) -> dict[str, list[Any]]:
 
 
 # The integration seam: a batch of (query text, question language, excluded ids) in,
-# one evidence object per query out, with ``.body`` (the <information> text) and
-# ``.passages`` (objects with doc_id, lang and optionally role, paragraph, score).
-# :meth:`crosearch.crosslingual.integration.Integrator.gather` is one (mono, concat, crosslingual).
-InformationHook = Callable[[Sequence[Any]], Sequence[Any]]
+# one evidence per query out, with ``.body`` (the <information> text) and ``.passages``.
+# :meth:`crosearch.crosslingual.integration.Integrator.gather` (with its k bound) is one.
+InformationHook = Callable[[Sequence["IntegrationQuery"]], Sequence["Evidence"]]
 
 
 @dataclass(slots=True)
@@ -174,10 +178,10 @@ class RolloutEngine:
 
     ``integration`` turns a batch of queries into inserted evidence (see
     :data:`InformationHook`); it is called once per turn with the searches of all
-    active rollouts. ``config`` is an :class:`crosearch.config.AgentConfig`.
+    active rollouts. ``config`` is the ``agent`` section.
     """
 
-    def __init__(self, backend: GenerationBackend, integration: InformationHook | None, config: Any, *,
+    def __init__(self, backend: GenerationBackend, integration: InformationHook | None, config: AgentConfig, *,
                  progress: bool = False) -> None:
         self.backend = backend
         self.tokenizer = backend.tokenizer
@@ -193,11 +197,11 @@ class RolloutEngine:
         self._reserve = len(self._force_ids) + int(config.answer_tokens)
 
     @classmethod
-    def from_config(cls, backend: GenerationBackend, retriever: Any, config: Any, *, model: Any = None,
+    def from_config(cls, backend: GenerationBackend, retriever: Retriever, config: Config, *, model: Any = None,
                     progress: bool = False) -> RolloutEngine:
         """An engine whose searches go through the integration strategy of ``config.crosslingual``.
 
-        ``config`` is a full :class:`crosearch.config.Config`; ``model`` (the policy)
+        ``config`` is the whole configuration (agent, crosslingual, retrieval); ``model`` (the policy)
         is reused as the query translator when that strategy asks for one.
         """
         from functools import partial
@@ -376,7 +380,7 @@ class RolloutEngine:
         if len(evidences) != len(queries):
             raise CrosearchError(f"the integration returned {len(evidences)} results for {len(queries)} searches")
         for (s, turn, _), ev in zip(searches, evidences):
-            body = (getattr(ev, "body", "") or "").strip() or NO_RESULTS
+            body = ev.body.strip() or NO_RESULTS
             ids = self._fit_information(s, body)
             if ids is None:
                 s.stop = "budget"
@@ -385,9 +389,8 @@ class RolloutEngine:
             s.add_env(ids)
             turn.env_tokens = len(ids)
             turn.information = self._decode(ids)
-            turn.docs = [DocRef(doc_id=p.doc_id, lang=p.lang, role=getattr(p, "role", None),
-                                paragraph=getattr(p, "paragraph", None), score=getattr(p, "score", None))
-                         for p in getattr(ev, "passages", [])]
+            turn.docs = [DocRef(doc_id=p.doc_id, lang=p.lang, role=p.role, paragraph=p.paragraph, score=p.score)
+                         for p in ev.passages]
 
     def _force_answers(self, states: list[_State]) -> None:
         """Insert the ``<answer>`` prefix and let the model write only the answer."""

@@ -22,20 +22,27 @@ exactly the code that produces training rollouts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from crosearch.config import Config, ModelConfig
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.types import QAExample
+
+if TYPE_CHECKING:
+    from crosearch.agent.backends import GenerationBackend
+    from crosearch.agent.engine import InformationHook, Rollout
+    from crosearch.crosslingual.integration import Evidence, IntegrationQuery, Integrator
+    from crosearch.retrieval.base import Retriever
 
 PIPELINES: tuple[str, ...] = ("direct", "rag-mono", "rag-concat", "rag-crosslingual", "search-agent")
 _RAG_STRATEGY = {"rag-mono": "mono", "rag-concat": "concat", "rag-crosslingual": "crosslingual"}
 
 
-def pipeline_strategy(name: str, config: Any) -> str | None:
+def pipeline_strategy(name: str, config: Config) -> str | None:
     """The integration strategy that produces a pipeline's evidence (None for ``direct``)."""
     if name == "search-agent":
         return str(config.crosslingual.strategy)
@@ -59,10 +66,10 @@ class Policy:
 
     model: Any
     tokenizer: Any
-    backend: Any
+    backend: GenerationBackend
 
 
-def load_policy_backend(model_config: Any) -> Policy:
+def load_policy_backend(model_config: ModelConfig) -> Policy:
     """Load the policy named by ``config.model`` (bundled, tiny, a path or HF id, plus adapter) for generation."""
     from crosearch.agent.backends import HFBackend
     from crosearch.models import load_policy
@@ -73,7 +80,7 @@ def load_policy_backend(model_config: Any) -> Policy:
     return Policy(model=model, tokenizer=tokenizer, backend=HFBackend(model, tokenizer))
 
 
-def evidence_summary(evidence: Any) -> dict[str, Any]:
+def evidence_summary(evidence: Evidence) -> dict[str, Any]:
     """What one search inserted: passages with language and role, and the integration trace."""
     return {
         "query": evidence.query.text,
@@ -93,11 +100,11 @@ class _EvidenceRecorder:
     the search request, so that reports and ``ask`` can show it.
     """
 
-    def __init__(self, inner: Callable[[Sequence[Any]], Sequence[Any]]) -> None:
+    def __init__(self, inner: InformationHook) -> None:
         self.inner = inner
         self.seen: dict[tuple[str, str, frozenset[str]], dict[str, Any]] = {}
 
-    def __call__(self, queries: Sequence[Any]) -> Sequence[Any]:
+    def __call__(self, queries: Sequence[IntegrationQuery]) -> Sequence[Evidence]:
         evidences = list(self.inner(queries))
         for q, ev in zip(queries, evidences):
             self.seen[(q.text, q.lang, frozenset(q.exclude))] = evidence_summary(ev)
@@ -110,7 +117,7 @@ class PipelineOutput:
 
     question: QAExample
     pipeline: str
-    rollout: Any
+    rollout: Rollout
     prompt_evidence: list[dict[str, Any]] = field(default_factory=list)
     search_evidence: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -160,7 +167,7 @@ class Pipeline:
     ``temperature`` overrides ``agent.temperature`` (evaluation decodes greedily by default).
     """
 
-    def __init__(self, name: str, policy: Policy, retriever: Any, config: Any, *,
+    def __init__(self, name: str, policy: Policy, retriever: Retriever | None, config: Config, *,
                  temperature: float | None = None, progress: bool = False) -> None:
         from crosearch.agent.engine import RolloutEngine
         from crosearch.agent.prompts import PromptBuilder
@@ -177,11 +184,13 @@ class Pipeline:
             agent = agent.model_copy(update={"temperature": float(temperature)})
         self.agent = agent
         self._recorder: _EvidenceRecorder | None = None
-        self._integrator: Any = None
+        self._integrator: Integrator | None = None
         if name == "search-agent":
+            assert retriever is not None  # checked above; the type checker cannot see it
             self.prompts = PromptBuilder.from_config(agent)
             self.engine = RolloutEngine.from_config(policy.backend, retriever, config.model_copy(update={"agent": agent}),
                                                     model=policy.model, progress=progress)
+            assert self.engine.integration is not None  # from_config always wires one
             self._recorder = _EvidenceRecorder(self.engine.integration)
             self.engine.integration = self._recorder
             return
@@ -194,6 +203,7 @@ class Pipeline:
         if name in _RAG_STRATEGY:
             from crosearch.crosslingual.integration import build_integrator
 
+            assert retriever is not None
             cl = config.crosslingual.model_copy(update={
                 "strategy": _RAG_STRATEGY[name],
                 "token_budget": config.eval.rag_token_budget or config.crosslingual.token_budget})

@@ -14,26 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from crosearch.crosslingual.languages import language_name
 from crosearch.errors import ConfigError, CrosearchError
 
 BUILTIN_TEMPLATES = ("base", "chat")
 TEMPLATE_FIELDS = frozenset({"question", "language", "lang"})
-
-# English names, because the one-shot instructions are written in English: a base model
-# follows "the answer must be written in German" better than an ISO code.
-LANGUAGE_NAMES: dict[str, str] = {
-    "ar": "Arabic", "bn": "Bengali", "de": "German", "el": "Greek", "en": "English", "es": "Spanish",
-    "fi": "Finnish", "fr": "French", "hi": "Hindi", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
-    "ko": "Korean", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
-    "sv": "Swedish", "sw": "Swahili", "te": "Telugu", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian",
-    "vi": "Vietnamese", "zh": "Chinese",
-}
-
-
-def language_name(lang: str) -> str:
-    """The English name of an ISO 639-1 code (the code itself when unknown)."""
-    return LANGUAGE_NAMES.get(lang.lower().split("-")[0], lang)
-
 
 def read_prompt_file(name: str) -> str:
     """Text of a bundled prompt file (``crosearch/prompts/<name>.txt``)."""

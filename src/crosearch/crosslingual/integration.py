@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from crosearch.config import Config, CrossLingualConfig
 from crosearch.crosslingual.dedup import deduplicate
 from crosearch.crosslingual.languages import language_name
 from crosearch.crosslingual.translate import Translator
@@ -187,29 +188,29 @@ def _hard_cut(text: str, prefix: str, budget: int, count: TokenCounter) -> str:
 class Integrator:
     """Turns search queries into inserted evidence with one of the strategies (see the module docstring)."""
 
-    def __init__(self, retriever: Retriever, strategy: Strategy = "crosslingual", *,
-                 translator: Translator | None = None, tokenizer: Any | None = None,
-                 target_langs: Sequence[str] | None = None, render: Literal["translate", "original"] = "translate",
-                 token_budget: int = 400, per_lang_k: int | None = None, ranking: Literal["rrf", "score"] = "rrf",
-                 rrf_k: int = 60, dedup_threshold: float = 0.4, max_query_tokens: int = 48,
-                 max_passage_tokens: int = 192) -> None:
-        if strategy not in STRATEGIES:
-            raise CrosearchError(f"unknown integration strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-        if strategy == "crosslingual" and translator is None:
+    def __init__(self, retriever: Retriever, settings: CrossLingualConfig, *, translator: Translator | None = None,
+                 tokenizer: Any | None = None, rrf_k: int = 60) -> None:
+        """``settings`` is the ``crosslingual`` section (its ``k`` is the caller's: see :meth:`gather`);
+        ``rrf_k`` comes from the ``retrieval`` section; ``tokenizer`` (the policy's) counts the budget."""
+        if settings.strategy not in STRATEGIES:
+            raise CrosearchError(f"unknown integration strategy '{settings.strategy}'; "
+                                 f"choose one of {', '.join(STRATEGIES)}")
+        if settings.strategy == "crosslingual" and translator is None:
             raise CrosearchError("the crosslingual strategy needs a translator (use translator 'none' for identity)")
         self.retriever = retriever
-        self.strategy = strategy
+        self.settings = settings
         self.translator = translator
         self.count = TokenCounter(tokenizer)
-        self.target_langs = list(target_langs) if target_langs else None
-        self.render = render
-        self.token_budget = token_budget
-        self.per_lang_k = per_lang_k
-        self.ranking = ranking
+        self.target_langs = list(settings.target_langs) if settings.target_langs else None
         self.rrf_k = rrf_k
-        self.dedup_threshold = dedup_threshold
-        self.max_query_tokens = max_query_tokens
-        self.max_passage_tokens = max_passage_tokens
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.settings.strategy
+
+    @property
+    def token_budget(self) -> int:
+        return self.settings.token_budget
 
     # ------------------------------------------------------------------ public API
 
@@ -256,7 +257,8 @@ class Integrator:
                                role=role, paragraph=hit.paragraph)
 
     def _finish(self, query: IntegrationQuery, passages: list[EvidencePassage], trace: EvidenceTrace) -> Evidence:
-        kept, body = render_evidence(passages, self.strategy, self.render, self.token_budget, self.count, trace)
+        kept, body = render_evidence(passages, self.strategy, self.settings.render, self.token_budget, self.count,
+                                     trace)
         return Evidence(query=query, passages=kept, body=body, trace=trace)
 
     # ------------------------------------------------------------------ strategies
@@ -271,7 +273,7 @@ class Integrator:
         return out
 
     def _concat(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
-        per_lang = self.per_lang_k or k
+        per_lang = self.settings.per_lang_k or k
         requests: list[SearchQuery] = []
         spans: list[tuple[int, list[str]]] = []
         for q in queries:
@@ -303,7 +305,7 @@ class Integrator:
 
     def _rank(self, lists: list[list[Hit]]) -> list[Hit]:
         """One ranking over per-language lists (the question's language comes first, so RRF ties favour it)."""
-        if self.ranking == "score":
+        if self.settings.ranking == "score":
             pooled = [h for lst in lists for h in lst]
             return sorted(pooled, key=lambda h: -h.score)
         from crosearch.retrieval.fusion import rrf
@@ -313,13 +315,13 @@ class Integrator:
         return [by_id[doc_id] for doc_id, _ in fused]
 
     def _crosslingual(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
-        per_lang = self.per_lang_k or k
+        per_lang = self.settings.per_lang_k or k
         langs_per_query = [self._languages_for(q.lang) for q in queries]
 
         # (a) query translation, one batched call per target language.
         owners = [qi for qi, langs in enumerate(langs_per_query) for _ in langs]
         items = [(q.text, q.lang, l) for q, langs in zip(queries, langs_per_query) for l in langs]
-        translated_queries = self._translate_grouped(items, self.max_query_tokens)
+        translated_queries = self._translate_grouped(items, self.settings.max_query_tokens)
 
         # (b) one batched search: each language with the query in that language.
         requests = [SearchQuery(text=text, lang=lang, search_langs=[lang], exclude=queries[qi].exclude)
@@ -342,7 +344,7 @@ class Integrator:
 
         # (c) translate foreign candidates (texts and titles) into each question's language:
         # needed to compare them with the primary evidence, and to show them aligned.
-        need_translation = self.render == "translate" or self.dedup_threshold < 1.0
+        need_translation = self.settings.render == "translate" or self.settings.dedup_threshold < 1.0
         passages = [[self._passage(h, q.lang) for h in pool] for q, pool in zip(queries, pools)]
         if need_translation:
             text_items, title_items, where = [], [], []
@@ -352,8 +354,9 @@ class Integrator:
                         text_items.append((p.text, p.lang, q.lang))
                         title_items.append((p.title, p.lang, q.lang))
                         where.append((qi, pi))
-            texts = self._translate_grouped(text_items, self.max_passage_tokens)
-            titles = self._translate_grouped(title_items, self.max_query_tokens) if self.render == "translate" else []
+            texts = self._translate_grouped(text_items, self.settings.max_passage_tokens)
+            titles = (self._translate_grouped(title_items, self.settings.max_query_tokens)
+                      if self.settings.render == "translate" else [])
             for j, (qi, pi) in enumerate(where):
                 p = passages[qi][pi]
                 # An output equal to the source means no translation happened (the identity
@@ -367,7 +370,7 @@ class Integrator:
         out = []
         for q, plist, trace in zip(queries, passages, traces):
             comparable = [p.translated if p.translated is not None else p.text for p in plist]
-            keep, drops = deduplicate(comparable, [p.lang for p in plist], q.lang, self.dedup_threshold)
+            keep, drops = deduplicate(comparable, [p.lang for p in plist], q.lang, self.settings.dedup_threshold)
             for d in drops:
                 trace.duplicates.append({
                     "dropped": plist[d.dropped].doc_id, "dropped_lang": plist[d.dropped].lang,
@@ -375,14 +378,15 @@ class Integrator:
                     "similarity": round(d.similarity, 4), "reason": d.reason,
                 })
             selected = [plist[i] for i in keep][:k]
-            if self.render == "original":
+            if self.settings.render == "original":
                 for p in selected:  # translations served only to compare; show the original text
                     p.translated_title = None
             out.append(self._finish(q, selected, trace))
         return out
 
 
-def build_translator(config: Any, *, policy: tuple[Any, Any] | None = None, show_progress: bool = False) -> Translator:
+def build_translator(config: Config, *, policy: tuple[Any, Any] | None = None,
+                     show_progress: bool = False) -> Translator:
     """The configured translator, wrapped in the persistent cache (``none`` is not cached: nothing to save).
 
     ``config`` is a full :class:`crosearch.config.Config`; ``policy`` an already loaded
@@ -414,9 +418,9 @@ def build_translator(config: Any, *, policy: tuple[Any, Any] | None = None, show
     return CachedTranslator(backend, cache)
 
 
-def build_integrator(config: Any, retriever: Retriever, *, translator: Translator | None = None,
+def build_integrator(config: Config, retriever: Retriever, *, translator: Translator | None = None,
                      tokenizer: Any | None = None, policy: tuple[Any, Any] | None = None) -> Integrator:
-    """The integrator described by ``config.crosslingual`` over ``retriever``.
+    """The integrator described by ``config.crosslingual`` (and ``retrieval.rrf_k``) over ``retriever``.
 
     The budget is counted with ``tokenizer`` (the policy's) when given. The
     translator is built only for the ``crosslingual`` strategy.
@@ -426,8 +430,4 @@ def build_integrator(config: Any, retriever: Retriever, *, translator: Translato
         translator = build_translator(config, policy=policy)
     if tokenizer is None and policy is not None:
         tokenizer = policy[1]
-    return Integrator(retriever, cl.strategy, translator=translator, tokenizer=tokenizer,
-                      target_langs=cl.target_langs, render=cl.render, token_budget=cl.token_budget,
-                      per_lang_k=cl.per_lang_k, ranking=cl.ranking, rrf_k=config.retrieval.rrf_k,
-                      dedup_threshold=cl.dedup_threshold, max_query_tokens=cl.max_query_tokens,
-                      max_passage_tokens=cl.max_passage_tokens)
+    return Integrator(retriever, cl, translator=translator, tokenizer=tokenizer, rrf_k=config.retrieval.rrf_k)

@@ -1,4 +1,4 @@
-"""Language names and parallel few-shot examples for prompting a causal LM to translate.
+"""Language codes and names (from lingua), and parallel few-shot examples for prompting a causal LM to translate.
 
 The examples are three short parallel sentences (two questions, because search
 queries are mostly questions, and one statement, because passages are
@@ -8,14 +8,13 @@ sentences in both languages, so one table serves every direction.
 
 from __future__ import annotations
 
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "English", "de": "German", "es": "Spanish", "fr": "French", "it": "Italian", "pt": "Portuguese",
-    "ro": "Romanian", "ru": "Russian", "el": "Greek", "tr": "Turkish", "ar": "Arabic", "hi": "Hindi",
-    "vi": "Vietnamese", "th": "Thai", "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "nl": "Dutch",
-    "pl": "Polish", "uk": "Ukrainian", "fa": "Persian", "id": "Indonesian", "bn": "Bengali", "sw": "Swahili",
-    "te": "Telugu", "fi": "Finnish", "sv": "Swedish", "da": "Danish", "no": "Norwegian", "hu": "Hungarian",
-    "cs": "Czech", "he": "Hebrew", "km": "Khmer", "ms": "Malay",
-}
+import functools
+from typing import TYPE_CHECKING
+
+import regex
+
+if TYPE_CHECKING:  # lingua is imported lazily: the package is large and most commands never need it
+    from lingua import Language
 
 FEW_SHOT: dict[str, tuple[str, str, str]] = {
     "en": ("When was the university founded?", "How many people live in the city?",
@@ -55,7 +54,9 @@ FEW_SHOT: dict[str, tuple[str, str, str]] = {
 }
 
 # Hugging Face seq2seq translators name languages differently: NLLB-200 uses
-# FLORES-200 codes, M2M100 ISO 639-1, multi-target Marian models ISO 639-3 tags.
+# FLORES-200 codes, M2M100 ISO 639-1, multi-target Marian models ISO 639-3 tags
+# (:func:`iso639_3`). FLORES codes name a script and pick one member of a macro-language
+# (arb, pes, swh, zsm), which lingua does not know, so they stay a table.
 NLLB_CODES: dict[str, str] = {
     "en": "eng_Latn", "de": "deu_Latn", "es": "spa_Latn", "fr": "fra_Latn", "it": "ita_Latn", "pt": "por_Latn",
     "ro": "ron_Latn", "ru": "rus_Cyrl", "el": "ell_Grek", "tr": "tur_Latn", "ar": "arb_Arab", "hi": "hin_Deva",
@@ -64,14 +65,52 @@ NLLB_CODES: dict[str, str] = {
     "te": "tel_Telu", "fi": "fin_Latn", "sv": "swe_Latn", "da": "dan_Latn", "no": "nob_Latn", "hu": "hun_Latn",
     "cs": "ces_Latn", "he": "heb_Hebr", "km": "khm_Khmr", "ms": "zsm_Latn",
 }
-ISO639_3: dict[str, str] = {
-    "en": "eng", "de": "deu", "es": "spa", "fr": "fra", "it": "ita", "pt": "por", "ro": "ron", "ru": "rus",
-    "el": "ell", "tr": "tur", "ar": "ara", "hi": "hin", "vi": "vie", "th": "tha", "zh": "zho", "ja": "jpn",
-    "ko": "kor", "nl": "nld", "pl": "pol", "uk": "ukr", "fa": "fas", "id": "ind", "bn": "ben", "sw": "swa",
-    "fi": "fin", "sv": "swe", "da": "dan", "hu": "hun", "cs": "ces", "he": "heb",
-}
+
+# Names that lingua lacks or spells unlike the prompts: Khmer is not a lingua language, and
+# lingua calls Norwegian Bokmål "Bokmal".
+_EXTRA_NAMES: dict[str, str] = {"km": "Khmer", "nb": "Norwegian"}
 
 
+def base_language(lang: str | None) -> str | None:
+    """``'zh-CN'``, ``'pt_BR'``, ``'DE'`` -> ``'zh'``, ``'pt'``, ``'de'``; ``None``/empty -> ``None``."""
+    if not lang:
+        return None
+    code = regex.split(r"[-_]", lang.strip().lower(), maxsplit=1)[0]
+    return {"no": "nb", "iw": "he", "in": "id"}.get(code, code) or None
+
+
+def lingua_language(lang: str | None) -> Language | None:
+    """The lingua language for an ISO 639-1 (or 639-3) code, or ``None`` if lingua lacks it."""
+    from lingua import IsoCode639_1, IsoCode639_3, Language
+
+    code = base_language(lang)
+    if code is None:
+        return None
+    try:
+        if len(code) == 2:
+            return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+        if len(code) == 3:
+            return Language.from_iso_code_639_3(IsoCode639_3.from_str(code))
+    except ValueError:
+        return None
+    return None
+
+
+@functools.cache
 def language_name(code: str) -> str:
-    """English name of a language code (the code itself when unknown)."""
-    return LANGUAGE_NAMES.get(code, code)
+    """English name of a language code (``de``, ``zh_cn``, ``pt-BR``), or the code itself when unknown.
+
+    English, because the prompts around it are written in English: a base model follows
+    "the answer must be written in German" better than an ISO code.
+    """
+    base = base_language(code)
+    if base in _EXTRA_NAMES:
+        return _EXTRA_NAMES[base]
+    language = lingua_language(code)
+    return language.name.title() if language is not None else code
+
+
+def iso639_3(code: str) -> str:
+    """The ISO 639-3 code of an ISO 639-1 code (``de`` -> ``deu``), or the code itself when lingua lacks it."""
+    language = lingua_language(code)
+    return language.iso_code_639_3.name.lower() if language is not None else code

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import regex
 
-from crosearch.crosslingual.languages import FEW_SHOT, ISO639_3, NLLB_CODES, language_name
+from crosearch.crosslingual.languages import FEW_SHOT, NLLB_CODES, iso639_3, language_name
 from crosearch.errors import CrosearchError
 from crosearch.progress import track
 
@@ -253,7 +253,7 @@ def seq2seq_lang_code(family: str, lang: str) -> str:
             return lang
         raise CrosearchError(f"no NLLB language code known for '{lang}'; pass a FLORES-200 code such as 'deu_Latn'")
     if family == "marian":
-        return ISO639_3.get(lang, lang)
+        return iso639_3(lang)
     return lang
 
 

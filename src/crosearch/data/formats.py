@@ -1,7 +1,8 @@
 """Loaders and writers for the QA and corpus formats crosearch reads.
 
-Every loader validates as it parses and raises :class:`~crosearch.errors.DataFormatError`
-naming the file, the line (JSONL) or record path (JSON, e.g.
+Every loader validates each record against its model in :mod:`crosearch.data.records`
+and raises :class:`~crosearch.errors.DataFormatError` naming the file, the line (JSONL)
+or record path (JSON, e.g.
 ``data[3].paragraphs[2].qas[5]``) and the field, so a broken file is fixed in
 one look instead of being debugged from a ``KeyError`` deep in training.
 
@@ -23,6 +24,8 @@ from typing import Any
 
 import regex
 
+from crosearch.data.records import (SQUAD_LEVELS, CorpusRecord, MkqaRecord, QARecord, SquadRecord, XorTydiRecord,
+                                   validate_record)
 from crosearch.errors import DataFormatError
 from crosearch.io import read_json, read_jsonl, write_jsonl
 from crosearch.types import Passage, QAExample
@@ -78,43 +81,7 @@ def lang_from_filename(path: str | Path) -> tuple[str, str, str]:
     )
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str | Path, *,
-             line: int | None = None, record: str | None = None, optional: bool = False) -> Any:
-    """Fetch ``obj[key]`` checking its type; a missing or mistyped field names itself."""
-    if key not in obj or obj[key] is None:
-        if optional:
-            return None
-        raise DataFormatError(path, "missing required field", line=line, record=record, field=key)
-    value = obj[key]
-    # bool is an int subclass; an id of `true` is a bug in the file, not a number.
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise DataFormatError(path, f"expected {_kind_name(kind)}, got bool", line=line, record=record, field=key)
-    if not isinstance(value, kind):
-        raise DataFormatError(path, f"expected {_kind_name(kind)}, got {type(value).__name__}",
-                              line=line, record=record, field=key)
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object",
-             bool: "a boolean"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _string_list(value: Any, path: str | Path, *, line: int | None = None, record: str | None = None,
-                 field_name: str) -> list[str]:
-    if not isinstance(value, list):
-        raise DataFormatError(path, f"expected a list of strings, got {type(value).__name__}",
-                              line=line, record=record, field=field_name)
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise DataFormatError(path, f"expected a string, got {type(item).__name__}",
-                                  line=line, record=record, field=f"{field_name}[{i}]")
-    return list(value)
+# --------------------------------------------------------------------------- helpers
 
 
 def dedup(items: Iterable[str]) -> list[str]:
@@ -191,40 +158,13 @@ def load_squad(path: str | Path, lang: str | None = None, *, name: str | None = 
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise DataFormatError(path, f"expected a JSON object with a 'data' list, got {type(raw).__name__}")
-    data = _require(raw, "data", list, path)
-    for ai, art in enumerate(data):
-        where = f"data[{ai}]"
-        if not isinstance(art, dict):
-            raise DataFormatError(path, f"expected an object, got {type(art).__name__}", record=where)
-        title = _require(art, "title", str, path, record=where, optional=True) or ""
-        paragraphs = _require(art, "paragraphs", list, path, record=where)
-        article = SquadArticle(title=clean_text(title).replace("_", " "), paragraphs=[])
-        for pi, par in enumerate(paragraphs):
-            pwhere = f"{where}.paragraphs[{pi}]"
-            if not isinstance(par, dict):
-                raise DataFormatError(path, f"expected an object, got {type(par).__name__}", record=pwhere)
-            context = clean_text(_require(par, "context", str, path, record=pwhere))
-            qas = _require(par, "qas", list, path, record=pwhere)
-            questions = []
-            for qi, qa in enumerate(qas):
-                qwhere = f"{pwhere}.qas[{qi}]"
-                if not isinstance(qa, dict):
-                    raise DataFormatError(path, f"expected an object, got {type(qa).__name__}", record=qwhere)
-                qid = _require(qa, "id", (str, int), path, record=qwhere)
-                question = _require(qa, "question", str, path, record=qwhere)
-                answers_raw = _require(qa, "answers", list, path, record=qwhere)
-                texts = []
-                for ni, ans in enumerate(answers_raw):
-                    if not isinstance(ans, dict):
-                        raise DataFormatError(path, f"expected an object, got {type(ans).__name__}",
-                                              record=qwhere, field=f"answers[{ni}]")
-                    if not isinstance(ans.get("text"), str):
-                        got = type(ans.get("text")).__name__ if "text" in ans else "nothing"
-                        raise DataFormatError(path, f"expected a string, got {got}",
-                                              record=qwhere, field=f"answers[{ni}].text")
-                    texts.append(clean_text(ans["text"]))
-                questions.append(SquadQuestion(id=str(qid), question=clean_text(question), answers=dedup(texts)))
-            article.paragraphs.append(SquadParagraph(context=context, questions=questions))
+    squad = validate_record(SquadRecord, raw, path, levels=SQUAD_LEVELS)
+    for art in squad.data:
+        article = SquadArticle(title=clean_text(art.title or "").replace("_", " "), paragraphs=[])
+        for par in art.paragraphs:
+            questions = [SquadQuestion(id=qa.id, question=clean_text(qa.question),
+                                       answers=dedup(clean_text(a.text) for a in qa.answers)) for qa in par.qas]
+            article.paragraphs.append(SquadParagraph(context=clean_text(par.context), questions=questions))
         result.articles.append(article)
     return result
 
@@ -292,39 +232,19 @@ def load_mkqa(path: str | Path, languages: Iterable[str] | None = None, *,
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out: list[QAExample] = []
     for line, obj in read_jsonl(path):
-        example_id = str(_require(obj, "example_id", (str, int), path, line=line))
-        queries = _require(obj, "queries", dict, path, line=line)
-        answers = _require(obj, "answers", dict, path, line=line)
-        for lang in sorted(queries):
+        record = validate_record(MkqaRecord, obj, path, line=line)
+        for lang in sorted(record.queries):
             if wanted is not None and lang.lower() not in wanted:
                 continue
-            query = queries[lang]
-            if not isinstance(query, str):
-                raise DataFormatError(path, f"expected a string, got {type(query).__name__}",
-                                      line=line, field=f"queries.{lang}")
-            entries = answers.get(lang, [])
-            if not isinstance(entries, list):
-                raise DataFormatError(path, f"expected a list, got {type(entries).__name__}",
-                                      line=line, field=f"answers.{lang}")
             texts: list[str] = []
-            for i, entry in enumerate(entries):
-                where = f"answers.{lang}[{i}]"
-                if not isinstance(entry, dict):
-                    raise DataFormatError(path, f"expected an object, got {type(entry).__name__}",
-                                          line=line, field=where)
-                text = entry.get("text")
-                if text is None:
-                    continue
-                if not isinstance(text, str):
-                    raise DataFormatError(path, f"expected a string or null, got {type(text).__name__}",
-                                          line=line, field=f"{where}.text")
-                texts.append(text)
-                texts.extend(_string_list(entry.get("aliases") or [], path, line=line, field_name=f"{where}.aliases"))
+            for entry in record.answers.get(lang, []):
+                if entry.text is not None:
+                    texts += [entry.text, *(entry.aliases or [])]
             final = dedup(texts)
             if not final and not keep_unanswerable:
                 continue
-            out.append(QAExample(id=f"{example_id}/{lang}", lang=lang, question=query.strip(), answers=final,
-                                 group=example_id))
+            out.append(QAExample(id=f"{record.example_id}/{lang}", lang=lang, question=record.queries[lang].strip(),
+                                 answers=final, group=record.example_id))
     return out
 
 
@@ -334,13 +254,11 @@ def load_xor_tydi(path: str | Path, languages: Iterable[str] | None = None) -> l
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out = []
     for line, obj in read_jsonl(path):
-        qid = str(_require(obj, "id", (str, int), path, line=line))
-        lang = _require(obj, "lang", str, path, line=line).lower()
+        record = validate_record(XorTydiRecord, obj, path, line=line)
+        lang = record.lang.lower()
         if wanted is not None and lang not in wanted:
             continue
-        question = _require(obj, "question", str, path, line=line)
-        answers = _string_list(_require(obj, "answers", list, path, line=line), path, line=line, field_name="answers")
-        out.append(QAExample(id=qid, lang=lang, question=question.strip(), answers=dedup(answers)))
+        out.append(QAExample(id=record.id, lang=lang, question=record.question.strip(), answers=dedup(record.answers)))
     return out
 
 
@@ -353,19 +271,13 @@ def read_corpus(path: str | Path) -> list[Passage]:
     out = []
     seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
-        pid = _require(obj, "id", str, path, line=line)
-        if pid in seen:
-            raise DataFormatError(path, f"duplicate passage id {pid!r} (first on line {seen[pid]})",
+        record = validate_record(CorpusRecord, obj, path, line=line)
+        if record.id in seen:
+            raise DataFormatError(path, f"duplicate passage id {record.id!r} (first on line {seen[record.id]})",
                                   line=line, field="id")
-        seen[pid] = line
-        out.append(Passage(
-            id=pid,
-            lang=_require(obj, "lang", str, path, line=line),
-            title=_require(obj, "title", str, path, line=line, optional=True) or "",
-            text=_require(obj, "text", str, path, line=line),
-            article=_require(obj, "article", str, path, line=line, optional=True),
-            paragraph=_require(obj, "paragraph", str, path, line=line, optional=True),
-        ))
+        seen[record.id] = line
+        out.append(Passage(id=record.id, lang=record.lang, title=record.title or "", text=record.text,
+                           article=record.article, paragraph=record.paragraph))
     return out
 
 
@@ -374,26 +286,12 @@ def read_qa(path: str | Path) -> list[QAExample]:
     path = Path(path)
     out = []
     for line, obj in read_jsonl(path):
-        def strings(key: str) -> list[str]:
-            value = obj.get(key)
-            return [] if value is None else _string_list(value, path, line=line, field_name=key)
-
-        native = obj.get("native_available")
-        if native is not None and not isinstance(native, bool):
-            raise DataFormatError(path, f"expected a boolean, got {type(native).__name__}",
-                                  line=line, field="native_available")
+        record = validate_record(QARecord, obj, path, line=line)
         out.append(QAExample(
-            id=_require(obj, "id", str, path, line=line),
-            lang=_require(obj, "lang", str, path, line=line),
-            question=_require(obj, "question", str, path, line=line),
-            answers=_string_list(_require(obj, "answers", list, path, line=line), path, line=line,
-                                 field_name="answers"),
-            group=_require(obj, "group", str, path, line=line, optional=True),
-            article=_require(obj, "article", str, path, line=line, optional=True),
-            paragraph=_require(obj, "paragraph", str, path, line=line, optional=True),
-            exclude=strings("exclude"),
-            answer_passages=strings("answer_passages"),
-            native_available=native,
+            id=record.id, lang=record.lang, question=record.question, answers=list(record.answers),
+            group=record.group, article=record.article, paragraph=record.paragraph,
+            exclude=record.exclude or [], answer_passages=record.answer_passages or [],
+            native_available=record.native_available,
         ))
     return out
 

@@ -32,9 +32,12 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from crosearch.config import MetricsConfig
+# Codes are mapped to lingua languages in one place, below this layer; re-exported here for callers of langid.
+from crosearch.crosslingual.languages import base_language as base_language
+from crosearch.crosslingual.languages import lingua_language as lingua_language
 
 if TYPE_CHECKING:  # lingua is imported lazily: building a detector is the costly part
-    from lingua import Language, LanguageDetector
+    from lingua import LanguageDetector
 
 # Scripts by the lingua languages that use them; every language not listed here
 # writes in Latin script.  Serbian is listed under both Cyrillic and Latin.
@@ -62,14 +65,6 @@ _WORD = regex.compile(r"\p{L}[\p{L}\p{M}]*")
 _WEIGHT = {"Han": 3, "Kana": 3, "Hangul": 2}
 # Only the beginning decides: answers are short and this keeps the cost bounded.
 _MAX_CHARS = 2000
-
-
-def base_language(lang: str | None) -> str | None:
-    """``'zh-CN'``, ``'pt_BR'``, ``'DE'`` -> ``'zh'``, ``'pt'``, ``'de'``; ``None``/empty -> ``None``."""
-    if not lang:
-        return None
-    code = regex.split(r"[-_]", lang.strip().lower(), maxsplit=1)[0]
-    return {"no": "nb", "iw": "he", "in": "id"}.get(code, code) or None
 
 
 def script_counts(text: str) -> Counter[str]:
@@ -109,23 +104,6 @@ def _lingua_codes() -> frozenset[str]:
     from lingua import Language
 
     return frozenset(language.iso_code_639_1.name.lower() for language in Language.all())
-
-
-def lingua_language(lang: str | None) -> Language | None:
-    """The lingua language for an ISO 639-1 (or 639-3) code, or ``None`` if lingua lacks it."""
-    from lingua import IsoCode639_1, IsoCode639_3, Language
-
-    code = base_language(lang)
-    if code is None:
-        return None
-    try:
-        if len(code) == 2:
-            return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
-        if len(code) == 3:
-            return Language.from_iso_code_639_3(IsoCode639_3.from_str(code))
-    except ValueError:
-        return None
-    return None
 
 
 @functools.cache

@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, field
 import regex
 
 from crosearch.config import MetricsConfig
+from crosearch.crosslingual.languages import base_language
 from crosearch.errors import CrosearchError
-from crosearch.eval.langid import answer_language_match, base_language
+from crosearch.eval.langid import answer_language_match
 
 __all__ = [
     "QAScores", "MetricSummary", "ScoreReport", "normalize_answer", "answer_tokens",

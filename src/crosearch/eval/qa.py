@@ -15,11 +15,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from crosearch.config import Config, MetricsConfig
 from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.progress import bar
 from crosearch.types import QAExample
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from crosearch.agent.pipelines import Pipeline, PipelineOutput, Policy
+    from crosearch.retrieval.base import Retriever
 
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
@@ -114,7 +121,8 @@ def append_predictions(path: str | Path, records: Sequence[dict[str, Any]]) -> N
         os.fsync(handle.fileno())
 
 
-def prediction_record(output: Any, metrics_config: Any, seconds: float | None = None) -> dict[str, Any]:
+def prediction_record(output: PipelineOutput, metrics_config: MetricsConfig,
+                      seconds: float | None = None) -> dict[str, Any]:
     """One predictions.jsonl line: the question, its golds, the prediction, its scores, its cost and the full trace.
 
     ``seconds`` is the question's share of its batch's wall time (generation, retrieval, translation).
@@ -212,8 +220,8 @@ class QARun:
     langs: list[str] | None = None
 
 
-def run_qa_eval(run: QARun, config: Any, *, policy: Any = None, retriever: Any = None,
-                progress: bool = True, console: Any = None) -> dict[str, Any]:
+def run_qa_eval(run: QARun, config: Config, *, policy: Policy | None = None, retriever: Retriever | None = None,
+                progress: bool = True, console: Console | None = None) -> dict[str, Any]:
     """Evaluate ``run.pipeline`` and write predictions.jsonl + metrics.json into ``run.out_dir``.
 
     ``policy`` (a :class:`~crosearch.agent.pipelines.Policy`) and ``retriever`` are
@@ -283,8 +291,8 @@ def _count(items: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _evaluate(pipeline: Any, todo: list[QAExample], pred_path: Path, config: Any, *, progress: bool,
-              console: Any) -> None:
+def _evaluate(pipeline: Pipeline, todo: list[QAExample], pred_path: Path, config: Config, *, progress: bool,
+              console: Console) -> None:
     size = int(config.eval.batch_size)
     with bar(f"eval {pipeline.name}", len(todo), enabled=progress, console=console) as task:
         for start in range(0, len(todo), size):
