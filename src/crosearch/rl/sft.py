@@ -19,12 +19,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from crosearch.config import Config
 from crosearch.errors import CrosearchError
-from crosearch.io import atomic_write_json, write_jsonl
+from crosearch.io import write_jsonl
 from crosearch.rl.common import console
 from crosearch.types import QAExample
 

@@ -4,7 +4,8 @@ TRL does the optimisation (group advantages, clipped policy loss, KL, LoRA via
 PEFT, accelerate/DeepSpeed, TensorBoard); we provide the rollouts
 (:mod:`crosearch.rl.rollout`), the rewards (:mod:`crosearch.rl.rewards`),
 checkpoints that are never resumed half-written (:mod:`crosearch.rl.checkpoints`)
-and per-phase timings.
+and per-phase timings. The set-up shared with the warm start is :mod:`crosearch.rl.run`;
+TRL's private API is reached only through :mod:`crosearch.rl.trl_compat`.
 """
 
 from __future__ import annotations
