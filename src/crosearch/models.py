@@ -432,6 +432,7 @@ def load_policy(spec: ModelConfig | str = BUNDLED, *, dtype: str | None = None, 
     ``adapter_trainable`` loads the PEFT adapter with trainable weights (a ``PeftModel``, to continue
     training it); by default it is merged into the weights, for generation and evaluation.
     """
+    import torch
 
     started = time.perf_counter()
     config = _as_config(spec)
