@@ -130,11 +130,11 @@ OWN_OPTIONS = {
 }
 # Where crosearch's defaults differ from GRPOConfig's; train.trl_args overrides them.
 TRL_DEFAULTS: dict[str, Any] = {
-    "lr_scheduler_type": "constant",  # GRPOConfig: linear (decays to 0 within short runs)
-    "gradient_checkpointing": False,  # GRPOConfig: True (costs a second forward; the small models need no memory relief)
+    "lr_scheduler_type": "constant",  # GRPOConfig: linear (decays to 0 by max_steps)
+    "gradient_checkpointing": False,  # GRPOConfig: True (recomputes activations in backward; the CPU recipes need no memory relief)
     "save_total_limit": 3,  # GRPOConfig: None (every checkpoint kept)
     "logging_steps": 1,  # GRPOConfig: 10 (short runs would log almost nothing)
-    "disable_tqdm": False,  # progress bar also when not on a terminal
+    "disable_tqdm": False,  # GRPOConfig: None (then off above the warning log level)
 }
 
 
