@@ -160,14 +160,14 @@ class TrainConfig(Section):
     output_dir: str = Field("runs/grpo", description="checkpoints, final model, summary.json, TensorBoard logs")
     languages: list[str] | None = Field(None, description="question languages to train on (None = all)")
     max_questions: int | None = Field(None, ge=1, description="use only the first N (shuffled by seed) training rows")
-    num_generations: int = Field(4, ge=2, description="rollouts per GRPO group (also the rows' language cycle)")
+    num_generations: int = Field(4, ge=2, description="rollouts per GRPO group")
     questions_per_step: int = Field(2, ge=1, description="GRPO groups per optimizer step")
     micro_batch_size: int | None = Field(None, ge=1, description="rollouts per forward/backward pass (None = a whole step); "
                                                                  "gradient accumulation makes up the step")
     multilingual_groups: bool = Field(False, description="one group holds the question's parallel versions in several languages")
     group_languages: int = Field(2, ge=1, description="languages per multilingual group (the k-th rollout uses version k mod n)")
     max_steps: int = Field(10, ge=1, description="optimizer steps")
-    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate (TRL's default, 1e-6, is for full fine-tuning)")
+    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate (crosearch default 1e-5; GRPOConfig's is 1e-6)")
     beta: float = Field(0.0, ge=0.0, description="KL coefficient (0 = no reference model; >0 without LoRA saves one)")
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"exact_match": 1.0, "f1": 0.0, "char3_recall": 0.0, "format": 0.0, "answer_language": 0.0},
