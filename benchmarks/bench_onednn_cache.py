@@ -23,7 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crosearch.rl.common import ONEDNN_CACHES, use_bf16
+from crosearch.models import has_fast_bf16
+from crosearch.rl.common import ONEDNN_CACHES
 
 WORKER = r"""
 import json, random, sys, time
@@ -90,7 +91,7 @@ def main() -> None:
     results["fp32, no autocast"] = run_case(None, args.steps, args.hidden, args.inner, precision="fp32")
     base, bounded = results["default (1024)"], results[f"capacity {args.capacity}"]
     report = {
-        "cpu_runs_bf16_fast": use_bf16("auto", "cpu"),
+        "cpu_runs_bf16_fast": has_fast_bf16("cpu"),
         "steps": args.steps,
         "cases": {name: {k: v for k, v in r.items() if k != "rss_gb"} for name, r in results.items()},
         "growth_ratio_bounded_vs_default": bounded["growth_gb"] / base["growth_gb"] if base["growth_gb"] > 0 else None,

@@ -251,6 +251,20 @@ def test_zero_turns_goes_straight_to_the_forced_answer(tiny, xquad):
     assert r.env_mask[: len(r.env_mask) - r.turns[0].model_tokens] == [0] * (len(r.env_mask) - r.turns[0].model_tokens)
 
 
+def test_teacher_forcing_without_a_model_gives_the_same_turns_with_zero_logprobs(tiny, xquad):
+    """The warm start builds its data without a model: same ids and stops, nothing scored."""
+    model, tok = tiny
+    config = AgentConfig(max_turns=0, answer_tokens=6)
+    reply = " 308 points</answer> and more"
+    [scored] = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: reply), None, config).run(
+        _short_requests(xquad[1]))
+    unscored_backend = TeacherForcedBackend(None, tok, lambda ctx: reply, eos_token_ids=[tok.eos_token_id])
+    [unscored] = RolloutEngine(unscored_backend, None, config).run(_short_requests(xquad[1]))
+    assert unscored.completion_ids == scored.completion_ids and unscored.answer == scored.answer == "308 points"
+    assert any(lp != 0.0 for lp in scored.logprobs)
+    assert all(lp == 0.0 for lp in unscored.logprobs) and len(unscored.logprobs) == len(scored.logprobs)
+
+
 def test_prompt_that_leaves_no_room_is_a_clear_error(tiny, xquad):
     model, tok = tiny
     config = AgentConfig(max_total_tokens=100)

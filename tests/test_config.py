@@ -85,3 +85,13 @@ def test_every_recipe_in_configs_is_valid():
         # round trip: the dumped config loads back to the same values
         again = Config.model_validate(__import__("yaml").safe_load(dump_config(config)))
         assert again == config, recipe
+
+
+def test_grpo_options_moved_to_trl_args_are_named():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.epsilon=0.3", "train.warmup_ratio=0.1"])
+    message = str(info.value)
+    assert "'train.epsilon' is now set as 'train.trl_args.epsilon'" in message
+    assert "'train.warmup_ratio' is now set as 'train.trl_args.warmup_steps" in message
+    config = load_config(None, ["train.trl_args.epsilon=0.3"])
+    assert config.train.trl_args == {"epsilon": 0.3}

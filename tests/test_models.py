@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from crosearch.config import ModelConfig
 from crosearch.errors import ConfigError, CrosearchError
-from crosearch.models import (MARKER, TOKENIZER_DIR, _bundled_source, build_tiny_model, cpu_has_fast_bf16,
+from crosearch.models import (MARKER, TOKENIZER_DIR, _bundled_source, build_tiny_model, has_fast_bf16,
                               is_complete, load_policy, load_tokenizer, resolve_device, resolve_dtype)
 
 # Token ids of real text as the GGUF tokenizer gives them (read once with AutoTokenizer(gguf_file=...)).
@@ -127,7 +127,7 @@ def test_bad_specs_are_clear_errors(tmp_path: Path):
 
 def test_auto_dtype_follows_the_hardware():
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
+    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if has_fast_bf16(cpu) else torch.float32)
     assert resolve_dtype("float16", cpu) == torch.float16
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -8,7 +8,7 @@ keys (or values) that are allowed, instead of being silently ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -149,41 +149,48 @@ class SFTConfig(Section):
 
 
 class TrainConfig(Section):
-    """GRPO training (``crosearch train``) on TRL's GRPOTrainer with the crosearch rollout engine."""
+    """GRPO training (``crosearch train``) on TRL's GRPOTrainer with the crosearch rollout engine.
+
+    Only what crosearch itself reads, or derives TRL options from, has a key here; every other
+    GRPOConfig option (epsilon, loss_type, scale_rewards, lr_scheduler_type, warmup_steps,
+    gradient_checkpointing, save_total_limit, logging_steps, vllm_*, ...) goes in ``trl_args``.
+    """
 
     benchmark: str = Field("runs/benchmark", description="benchmark directory from `crosearch data build` (built if missing)")
-    output_dir: str = "runs/grpo"
+    output_dir: str = Field("runs/grpo", description="checkpoints, final model, summary.json, TensorBoard logs")
     languages: list[str] | None = Field(None, description="question languages to train on (None = all)")
     max_questions: int | None = Field(None, ge=1, description="use only the first N (shuffled by seed) training rows")
     num_generations: int = Field(4, ge=2, description="rollouts per GRPO group")
     questions_per_step: int = Field(2, ge=1, description="GRPO groups per optimizer step")
-    micro_batch_size: int | None = Field(None, ge=1, description="rollouts per forward/backward pass (None = a whole step)")
+    micro_batch_size: int | None = Field(None, ge=1, description="rollouts per forward/backward pass (None = a whole step); "
+                                                                 "gradient accumulation makes up the step")
     multilingual_groups: bool = Field(False, description="one group holds the question's parallel versions in several languages")
     group_languages: int = Field(2, ge=1, description="languages per multilingual group (the k-th rollout uses version k mod n)")
-    max_steps: int = Field(10, ge=1)
-    learning_rate: float = Field(1e-5, gt=0)
-    lr_scheduler_type: str = "constant"
-    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0)
-    beta: float = Field(0.0, ge=0.0, description="KL coefficient (0 = no reference model)")
-    epsilon: float = Field(0.2, gt=0.0, description="clip range of the policy ratio")
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch (mu)")
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_steps: int = Field(10, ge=1, description="optimizer steps")
+    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate (crosearch default 1e-5; GRPOConfig's is 1e-6)")
+    beta: float = Field(0.0, ge=0.0, description="KL coefficient (0 = no reference model; >0 without LoRA saves one)")
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"exact_match": 1.0, "f1": 0.0, "char3_recall": 0.0, "format": 0.0, "answer_language": 0.0},
         description="weight of each reward function (exact_match, f1, char3_recall, format, answer_language); 0 = logged only")
-    bf16: Literal["auto", True, False] = Field("auto", description="bf16 autocast ('auto' = where the device supports it)")
-    gradient_checkpointing: bool = False
+    bf16: Literal["auto", True, False] = Field("auto", description="bf16 autocast ('auto' = where the device multiplies bf16 natively)")
     lora: LoraSection = LoraSection()
     adapter_mode: Literal["continue", "merge"] = Field(
         "continue", description="model.adapter (warm start): keep training it, or merge it and train a fresh LoRA")
-    save_steps: int = Field(5, ge=1, description="checkpoint every N steps")
-    save_total_limit: int | None = Field(3, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    seed: int = 0
+    save_steps: int = Field(5, ge=1, description="checkpoint every N steps (what --resume continues from)")
+    seed: int = Field(0, description="question shuffling, multilingual group draws and TRL's seed")
     use_vllm: bool = Field(False, description="GPU only: generate with vLLM (TRL's vllm_* options via `trl_args`)")
-    trl_args: dict[str, Any] = Field(default_factory=dict, description="extra GRPOConfig arguments passed through to TRL")
+    trl_args: dict[str, Any] = Field(
+        default_factory=dict, description="any other GRPOConfig option, passed through to TRL (checked against "
+                                          "GRPOConfig's fields when training starts)")
+
+    # Keys that were TrainConfig fields before trl_args carried them; named in the unknown-key error.
+    moved_to_trl_args: ClassVar[dict[str, str]] = {
+        "lr_scheduler_type": "lr_scheduler_type", "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
+        "epsilon": "epsilon", "loss_type": "loss_type", "scale_rewards": "scale_rewards",
+        "num_iterations": "num_iterations", "max_grad_norm": "max_grad_norm",
+        "gradient_checkpointing": "gradient_checkpointing", "save_total_limit": "save_total_limit",
+        "logging_steps": "logging_steps",
+    }
 
 
 class MetricsConfig(Section):
@@ -250,6 +257,10 @@ def _format_validation_error(exc: ValidationError, model: type[BaseModel], sourc
         loc = [str(p) for p in err["loc"]]
         key = ".".join(loc)
         if err["type"] == "extra_forbidden":
+            moved = getattr(_section_at(model, loc[:-1]), "moved_to_trl_args", {}).get(loc[-1])
+            if moved:
+                lines.append(f"  '{key}' is now set as '{'.'.join(loc[:-1])}.trl_args.{moved}'")
+                continue
             allowed = _allowed_keys(model, loc[:-1])
             lines.append(f"  unknown key '{key}'; allowed keys here: {', '.join(allowed)}")
         else:
@@ -258,14 +269,18 @@ def _format_validation_error(exc: ValidationError, model: type[BaseModel], sourc
     return "\n".join(lines)
 
 
-def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+def _section_at(model: type[BaseModel], path: list[str]) -> Any:
     current: Any = model
     for part in path:
         field_info = getattr(current, "model_fields", {}).get(part)
         if field_info is None:
             break
         current = field_info.annotation
-    return sorted(getattr(current, "model_fields", {}).keys())
+    return current
+
+
+def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    return sorted(getattr(_section_at(model, path), "model_fields", {}).keys())
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

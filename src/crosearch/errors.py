@@ -36,3 +36,7 @@ class DataFormatError(CrosearchError):
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
+
+
+class TrlCompatError(CrosearchError):
+    """The installed TRL is outside the supported range or lacks an internal crosearch relies on."""

@@ -268,12 +268,21 @@ def _convert_bundled(tmp: Path, tokenizer_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------- dtype/device
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), per /proc/cpuinfo.
+def has_fast_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX.
 
-    Without those instructions torch emulates bf16 matmuls, measured about 20x *slower* than float32
-    on an AVX2 machine.
+    The one bf16 check for loading (``dtype: auto``) and training (``bf16: auto``). On CPUs the
+    instructions decide everything: with AMX, bf16 matmuls ran at 1,184 GFLOP/s against 344 in float32
+    (benchmarks/README.md); without them torch emulates bf16, measured about 20x *slower* than float32
+    on an AVX2 machine (docs/models.md). Other devices (mps, ...) get float32.
     """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind != "cpu":
+        return False
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -302,7 +311,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> bfloat16 where it is fast (CUDA with bf16, CPUs with AVX512-BF16/AMX), else float32.
+    """``auto`` -> bfloat16 where :func:`has_fast_bf16`, else float32.
 
     float16 is never chosen automatically: Gemma 3 activations overflow it.
     """
@@ -313,11 +322,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         if name not in table:
             raise ConfigError(f"model.dtype: '{name}' is not one of auto, {', '.join(table)}")
         return table[name]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if has_fast_bf16(device) else torch.float32
 
 
 # ---------------------------------------------------------------------------------------------- loading

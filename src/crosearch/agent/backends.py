@@ -77,7 +77,8 @@ def _caps(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
     return caps
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+def model_eos_ids(model: Any | None, tokenizer: Any) -> list[int]:
+    """Every end-of-sequence id of the model's generation config and the tokenizer."""
     ids: set[int] = set()
     for source in (getattr(getattr(model, "generation_config", None), "eos_token_id", None),
                    getattr(tokenizer, "eos_token_id", None)):
@@ -148,7 +149,7 @@ class HFBackend:
     def __init__(self, model: Any, tokenizer: Any, *, eos_token_ids: Sequence[int] | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self._eos = list(eos_token_ids) if eos_token_ids is not None else _eos_ids(model, tokenizer)
+        self._eos = list(eos_token_ids) if eos_token_ids is not None else model_eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad if pad is not None else self._eos[0])
 
@@ -211,16 +212,18 @@ class HFBackend:
 
 
 class TeacherForcedBackend(HFBackend):
-    """Writes given text instead of sampling, scoring it with the real model.
+    """Writes given text instead of sampling; with a model, scores it with that model.
 
     ``responder`` gets the decoded context of each sequence and returns the text (or
     ids) the model "writes" this turn; the turn is then cut by the same stop rule as
-    sampling and its log-probs computed by a forward pass. Useful to drive the engine
-    through exact trajectories (tests, supervised warm-start data, evaluation of gold
-    trajectories) with real token ids and real log-probs.
+    sampling. Drives the engine through exact trajectories with real token ids: tests
+    and evaluation of gold trajectories (with the model: real log-probs from a forward
+    pass) and the supervised warm-start data (``model=None``: log-probs are 0.0, since
+    SFT needs only the ids and a forward pass per turn would cost most of the build).
+    Without a model, ``eos_token_ids`` default to the tokenizer's alone.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, responder: Callable[[str], str | Sequence[int]], *,
+    def __init__(self, model: Any | None, tokenizer: Any, responder: Callable[[str], str | Sequence[int]], *,
                  eos_token_ids: Sequence[int] | None = None) -> None:
         super().__init__(model, tokenizer, eos_token_ids=eos_token_ids)
         self.responder = responder
@@ -228,8 +231,6 @@ class TeacherForcedBackend(HFBackend):
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
                  stop_strings: Sequence[str], sampling: SamplingParams) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
-        from crosearch.agent.scoring import sequence_logprobs
-
         caps = _caps(max_new_tokens, len(prompts))
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
         forced: list[list[int]] = []
@@ -241,7 +242,12 @@ class TeacherForcedBackend(HFBackend):
             n, finish, stop = checker.end_of(reply_ids, max(cap, 0))
             forced.append(reply_ids[:n])
             ends.append((finish, stop))
-        logprobs = sequence_logprobs(self.model, prompts, forced, sampling.temperature, self.pad_token_id)
+        if self.model is None:
+            logprobs = [[0.0] * len(ids) for ids in forced]
+        else:
+            from crosearch.agent.scoring import sequence_logprobs
+
+            logprobs = sequence_logprobs(self.model, prompts, forced, sampling.temperature, self.pad_token_id)
         return [Generation(ids, lps, finish, stop) for ids, lps, (finish, stop) in zip(forced, logprobs, ends)]
 
 
@@ -353,7 +359,7 @@ class VLLMBackend:
             raise CrosearchError("the vLLM backend needs the 'vllm' package (GPU machines only)") from exc
         self.llm = llm
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
-        self._eos = _eos_ids(None, self.tokenizer)
+        self._eos = model_eos_ids(None, self.tokenizer)
 
     @property
     def eos_token_ids(self) -> list[int]:

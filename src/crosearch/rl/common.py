@@ -1,4 +1,7 @@
-"""Pieces shared by the warm start and GRPO: data, retriever, LoRA, precision."""
+"""Pieces shared by the warm start and GRPO: data, retriever, LoRA, output directory, oneDNN caps, final save.
+
+:mod:`crosearch.rl.run` puts them together into the one run skeleton both use.
+"""
 
 from __future__ import annotations
 
@@ -57,22 +60,6 @@ def lora_config(section: LoraSection) -> Any:
 
     return LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
                       target_modules=section.target_modules, task_type="CAUSAL_LM")
-
-
-def use_bf16(setting: bool | str, device: str) -> bool:
-    """Whether to train under bf16 autocast: 'auto' turns it on where the device runs bf16 fast."""
-    if setting is True or setting is False:
-        return setting
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    # CPUs with AVX512-BF16 or AMX run bf16 matmuls about twice as fast as fp32.
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 # Enough for the shapes of a few micro-batches; measured in benchmarks/bench_onednn_cache.py.

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crosearch.rl.trl_compat import metric_logger
 from crosearch.types import Hit, QAExample, SearchQuery
 
 
@@ -179,7 +180,7 @@ class RolloutFunction:
         self.times.retrieval = self.retriever.seconds - retrieval_before
         self.times.searches = sum(r.n_searches for r in results)
         valid = [valid_format(r) for r in results]
-        log = getattr(trainer, "_log_metric", None)
+        log = metric_logger(trainer)
         if log is not None:
             n = max(1, len(results))
             log("rollout/searches", self.times.searches / n)

@@ -4,7 +4,8 @@ TRL does the optimisation (group advantages, clipped policy loss, KL, LoRA via
 PEFT, accelerate/DeepSpeed, TensorBoard); we provide the rollouts
 (:mod:`crosearch.rl.rollout`), the rewards (:mod:`crosearch.rl.rewards`),
 checkpoints that are never resumed half-written (:mod:`crosearch.rl.checkpoints`)
-and per-phase timings.
+and per-phase timings. The set-up shared with the warm start is :mod:`crosearch.rl.run`;
+TRL's private API is reached only through :mod:`crosearch.rl.trl_compat`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from crosearch.config import Config
-from crosearch.errors import ConfigError, CrosearchError
-from crosearch.io import atomic_write_json
-from crosearch.rl.common import console
+from crosearch.errors import ConfigError
+from crosearch.rl.trl_compat import step_metrics, trl_version
 
 
 def _peak_rss_gb() -> float:
@@ -63,34 +63,43 @@ def _release_freed_memory() -> None:
 
 
 class PhaseTimer(TrainerCallback):
-    """Adds per-optimizer-step phase times and peak memory to the trainer's logged metrics.
+    """Adds per-optimizer-step phase times and memory to the trainer's logged metrics.
 
     ``time/generation`` and ``time/retrieval`` come from the rollout function,
     ``time/logprobs`` is TRL's scoring of the generated batch (old/reference
     log-probs, rewards, advantages) and ``time/update`` the forward/backward
-    passes and optimizer step.
+    passes and optimizer step. :meth:`on_batch` observes each generated batch
+    (see :func:`crosearch.rl.trl_compat.grpo_trainer_class`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rollout: Any) -> None:
+        self.rollout = rollout
         self.trainer: Any = None
         self._step_start = 0.0
+        self._rollout_seen = 0.0
+        self.phases = {"score": 0.0, "rollout": 0.0}
+
+    def on_batch(self, output: dict[str, Any], seconds: float) -> None:
+        # Rollouts run only inside batch generation, so the rollout time since the last batch is this batch's.
+        spent_rolling = self.rollout.times.rollout_total - self._rollout_seen
+        self._rollout_seen = self.rollout.times.rollout_total
+        self.phases["rollout"] += spent_rolling
+        self.phases["score"] += seconds - spent_rolling
 
     def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - TrainerCallback signature
         self._step_start = time.perf_counter()
-        if self.trainer is not None:
-            self.trainer._phase_seconds = {"score": 0.0, "rollout": 0.0}
+        self._rollout_seen = self.rollout.times.rollout_total
+        self.phases = {"score": 0.0, "rollout": 0.0}
         return control
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        trainer = self.trainer
-        if trainer is None:
+        if self.trainer is None:
             return control
         total = time.perf_counter() - self._step_start
-        phases = getattr(trainer, "_phase_seconds", {"score": 0.0, "rollout": 0.0})
-        metrics = trainer._metrics["train"]
+        metrics = step_metrics(self.trainer)
         metrics["time/step"].append(total)
-        metrics["time/logprobs"].append(phases["score"])
-        metrics["time/update"].append(max(0.0, total - phases["score"] - phases["rollout"]))
+        metrics["time/logprobs"].append(self.phases["score"])
+        metrics["time/update"].append(max(0.0, total - self.phases["score"] - self.phases["rollout"]))
         metrics["memory/peak_rss_gb"].append(_peak_rss_gb())
         _release_freed_memory()
         rss = _current_rss_gb()
@@ -99,38 +108,59 @@ class PhaseTimer(TrainerCallback):
         return control
 
 
-def _trainer_class() -> type:
-    from trl import GRPOTrainer
+def _keep_batch(kept: list[dict[str, Any]]) -> Any:
+    """A batch observer that keeps the masks, ids and advantages TRL built (for checks and tests)."""
 
-    class CrosearchGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer that times its phases and can keep the batches it built (for checks and tests)."""
+    def observe(output: dict[str, Any], seconds: float) -> None:
+        kept.append({k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in output.items()
+                     if k in ("completion_ids", "completion_mask", "tool_mask", "advantages")})
 
-        keep_batches: bool = False
-
-        def _generate_and_score_completions(self, inputs):  # noqa: ANN001 - TRL signature
-            rollout = self.rollout_func
-            before = rollout.times.rollout_total if rollout is not None else 0.0
-            start = time.perf_counter()
-            output = super()._generate_and_score_completions(inputs)
-            elapsed = time.perf_counter() - start
-            spent_rolling = (rollout.times.rollout_total - before) if rollout is not None else 0.0
-            phases = getattr(self, "_phase_seconds", None)
-            if phases is not None:
-                phases["rollout"] += spent_rolling
-                phases["score"] += elapsed - spent_rolling
-            if self.keep_batches:
-                self.kept_batches.append({k: v.detach().cpu() if hasattr(v, "detach") else v
-                                          for k, v in output.items()
-                                          if k in ("completion_ids", "completion_mask", "tool_mask", "advantages")})
-            return output
-
-    return CrosearchGRPOTrainer
+    return observe
 
 
-def _grpo_args(config: Config, out: Path, device: str) -> Any:
+# GRPOConfig options crosearch sets itself, from its own keys or because the rollout function needs them.
+OWN_OPTIONS = {
+    "output_dir": "train.output_dir", "num_generations": "train.num_generations",
+    "per_device_train_batch_size": "train.micro_batch_size", "gradient_accumulation_steps": "train.micro_batch_size",
+    "max_steps": "train.max_steps", "learning_rate": "train.learning_rate", "beta": "train.beta",
+    "reward_weights": "train.reward_weights", "bf16": "train.bf16", "use_cpu": "model.device",
+    "save_steps": "train.save_steps", "seed": "train.seed", "use_vllm": "train.use_vllm",
+    "temperature": "agent.temperature", "max_completion_length": "agent.max_total_tokens",
+    "mask_truncated_completions": None, "remove_unused_columns": None, "save_strategy": None, "report_to": None,
+}
+# Where crosearch's defaults differ from GRPOConfig's; train.trl_args overrides them.
+TRL_DEFAULTS: dict[str, Any] = {
+    "lr_scheduler_type": "constant",  # GRPOConfig: linear (decays to 0 by max_steps)
+    "gradient_checkpointing": False,  # GRPOConfig: True (recomputes activations in backward; the CPU recipes need no memory relief)
+    "save_total_limit": 3,  # GRPOConfig: None (every checkpoint kept)
+    "logging_steps": 1,  # GRPOConfig: 10 (short runs would log almost nothing)
+    "disable_tqdm": False,  # GRPOConfig: None (then off above the warning log level)
+}
+
+
+def check_trl_args(trl_args: dict[str, Any]) -> None:
+    """Reject ``train.trl_args`` keys that GRPOConfig does not have or that crosearch sets itself."""
+    import dataclasses
+    import difflib
+
     from trl import GRPOConfig
 
-    from crosearch.rl.common import use_bf16
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(set(trl_args) - known)
+    if unknown:
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, n=1)) else k
+                 for k in unknown]
+        raise ConfigError(f"train.trl_args: not options of TRL's GRPOConfig (TRL {trl_version()}): {', '.join(hints)}")
+    own = sorted(set(trl_args) & set(OWN_OPTIONS))
+    if own:
+        where = [f"{k} (set from {OWN_OPTIONS[k]})" if OWN_OPTIONS[k] else f"{k} (fixed: the rollout function needs it)"
+                 for k in own]
+        raise ConfigError(f"train.trl_args: crosearch sets these GRPOConfig options itself: {', '.join(where)}")
+
+
+def _grpo_args(config: Config, out: Path, bf16: bool, use_cpu: bool) -> Any:
+    from trl import GRPOConfig
+
     from crosearch.rl.rewards import build_rewards
 
     t = config.train
@@ -141,45 +171,33 @@ def _grpo_args(config: Config, out: Path, device: str) -> Any:
                           f"({per_step})")
     _, weights = build_rewards(t.reward_weights)
     agent = config.agent
-    extra = dict(t.trl_args)
-    clash = sorted(set(extra) & {"num_generations", "beta", "epsilon", "loss_type", "output_dir", "max_steps"})
-    if clash:
-        raise ConfigError(f"train.trl_args repeats options that have their own train.* keys: {clash}")
-    return GRPOConfig(
-        output_dir=str(out),
-        num_generations=t.num_generations,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=per_step // micro,
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,
-        beta=t.beta,
-        epsilon=t.epsilon,
-        loss_type=t.loss_type,
-        scale_rewards=t.scale_rewards,
-        num_iterations=t.num_iterations,
-        max_grad_norm=t.max_grad_norm,
-        reward_weights=weights,
-        # TRL recomputes log-probs at this temperature; it must be the sampling temperature.
-        temperature=agent.temperature if agent.temperature > 0 else 1.0,
-        max_completion_length=agent.max_total_tokens,
-        mask_truncated_completions=False,
-        bf16=use_bf16(t.bf16, device),
-        use_cpu=device == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
-        report_to=["tensorboard"],
-        seed=t.seed,
-        remove_unused_columns=False,
-        log_completions=False,
-        use_vllm=t.use_vllm,
-        disable_tqdm=False,
-        **extra,
-    )
+    check_trl_args(t.trl_args)
+    try:
+        return GRPOConfig(
+            output_dir=str(out),
+            num_generations=t.num_generations,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=per_step // micro,
+            max_steps=t.max_steps,
+            learning_rate=t.learning_rate,
+            beta=t.beta,
+            reward_weights=weights,
+            # TRL recomputes log-probs at this temperature; it must be the sampling temperature.
+            temperature=agent.temperature if agent.temperature > 0 else 1.0,
+            max_completion_length=agent.max_total_tokens,
+            mask_truncated_completions=False,
+            bf16=bf16,
+            use_cpu=use_cpu,
+            save_strategy="steps",
+            save_steps=t.save_steps,
+            seed=t.seed,
+            remove_unused_columns=False,
+            use_vllm=t.use_vllm,
+            report_to=["tensorboard"],
+            **{**TRL_DEFAULTS, **t.trl_args},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"TRL's GRPOConfig refused the training options (train.* and train.trl_args): {exc}") from None
 
 
 def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
@@ -210,7 +228,7 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
         if not (path / "config.json").exists():
             model.save_pretrained(path)
             tokenizer.save_pretrained(path)
-        model.config._name_or_path = str(path)
+        model.config.name_or_path = str(path)
     return model, tokenizer, peft
 
 
@@ -222,30 +240,27 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
     :class:`~crosearch.agent.backends.HFBackend`, or vLLM with ``train.use_vllm``);
     ``keep_batches`` keeps the batches TRL built (masks, ids, advantages) in the summary.
     """
-    import torch
-
     from crosearch.agent.backends import HFBackend
     from crosearch.agent.engine import RolloutEngine
     from crosearch.agent.prompts import PromptBuilder
-    from crosearch.rl.checkpoints import (CompletionMarkerCallback, discard_incomplete_checkpoints,
-                                          latest_complete_checkpoint)
-    from crosearch.rl.common import (bound_onednn_cache, check_output_dir, ensure_benchmark, ensure_retriever,
-                                     model_device, save_atomically, select_questions)
+    from crosearch.rl.checkpoints import CompletionMarkerCallback
+    from crosearch.rl.common import model_device, select_questions
     from crosearch.rl.rewards import build_rewards
     from crosearch.rl.rollout import RolloutFunction, TimedRetriever, build_rows, rows_to_dataset
+    from crosearch.rl.run import finish_run, prepare_run, train_bf16, train_resumable
+    from crosearch.rl.trl_compat import check_trl, grpo_trainer_class, vllm_llm
 
-    bound_onednn_cache()
     t = config.train
-    out = check_output_dir(t.output_dir, resume)
-    torch.manual_seed(t.seed)
-    bench = ensure_benchmark(config, t.benchmark)
-    retriever = TimedRetriever(ensure_retriever(config, bench))
-    questions = select_questions(bench.train, t.languages, t.max_questions, t.seed)
-    pool = [q for q in bench.train if t.languages is None or q.lang in t.languages]
+    # Both fail in seconds, before the benchmark, the index or the model are built.
+    check_trl()
+    check_trl_args(t.trl_args)
+    ctx = prepare_run(config, output_dir=t.output_dir, benchmark=t.benchmark, seed=t.seed, resume=resume)
+    retriever = TimedRetriever(ctx.retriever)
+    questions = select_questions(ctx.bench.train, t.languages, t.max_questions, t.seed)
+    pool = [q for q in ctx.bench.train if t.languages is None or q.lang in t.languages]
     rows = build_rows(questions, multilingual=t.multilingual_groups, group_languages=t.group_languages,
                       seed=t.seed, pool=pool)
-    model, tokenizer, peft = _prepare_model(config, out)
-    device = model_device(model)
+    model, tokenizer, peft = _prepare_model(config, ctx.out)
 
     def make_engine(policy_model: Any) -> Any:
         if backend_factory is not None:
@@ -253,7 +268,7 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
         elif t.use_vllm:
             from crosearch.agent.backends import VLLMBackend
 
-            backend = VLLMBackend(trainer.vllm_generation.llm, tokenizer)
+            backend = VLLMBackend(vllm_llm(trainer), tokenizer)
         else:
             backend = HFBackend(policy_model, tokenizer)
         return RolloutEngine.from_config(backend, retriever, config, model=policy_model)
@@ -261,41 +276,21 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
     rollout = RolloutFunction(rows=rows, make_engine=make_engine, retriever=retriever,
                               prompt_builder=PromptBuilder.from_config(config.agent))
     reward_funcs, _ = build_rewards(t.reward_weights)
-    timer = PhaseTimer()
-    trainer = _trainer_class()(
-        model=model, reward_funcs=reward_funcs, args=_grpo_args(config, out, device),
+    timer = PhaseTimer(rollout)
+    kept: list[dict[str, Any]] = []
+    trainer = grpo_trainer_class()(
+        model=model, reward_funcs=reward_funcs,
+        args=_grpo_args(config, ctx.out, train_bf16(t.bf16, model), model_device(model) == "cpu"),
         train_dataset=rows_to_dataset(rows), processing_class=tokenizer, peft_config=peft,
         rollout_func=rollout, callbacks=[CompletionMarkerCallback(), timer],
+        batch_observers=[timer.on_batch, *([_keep_batch(kept)] if keep_batches else [])],
     )
     timer.trainer = trainer
-    trainer.keep_batches = keep_batches
-    trainer.kept_batches = []
-
-    checkpoint = None
-    if resume:
-        removed = discard_incomplete_checkpoints(out)
-        for path in removed:
-            console.print(f"[yellow]removed incomplete checkpoint {path}[/]")
-        checkpoint = latest_complete_checkpoint(out)
-        if checkpoint is None:
-            console.print("[yellow]--resume: no complete checkpoint yet, starting from step 0[/]")
-        else:
-            console.print(f"resuming from {checkpoint}")
-    started = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except KeyError as exc:
-        raise CrosearchError(f"training data mismatch: {exc}") from None
-    final = out / "final"
-    save_atomically(trainer.model, tokenizer, final)
-    summary = {
-        "steps": trainer.state.global_step, "train_loss": result.training_loss,
-        "seconds": time.perf_counter() - started, "peak_rss_gb": _peak_rss_gb(), "rows": len(rows),
-        "resumed_from": str(checkpoint) if checkpoint else None, "output": str(final),
-        "log_history": trainer.state.log_history,
-    }
-    atomic_write_json(out / "summary.json", summary)
+    outcome = train_resumable(ctx, trainer)
+    summary = finish_run(ctx, trainer, trainer.model, tokenizer, outcome, {
+        "seconds": outcome.seconds, "peak_rss_gb": _peak_rss_gb(), "rows": len(rows),
+    })
     if keep_batches:
-        summary["kept_batches"] = trainer.kept_batches
+        summary["kept_batches"] = kept
         summary["trainer"] = trainer
     return summary
