@@ -77,7 +77,21 @@ def quickstart(
         from crosearch.rl.quick import quick_train
 
         quick_train(cfg, out, per_lang, retriever, runs, console)
+    page = _write_report(out, runs, train)
+    console.print(f"report with the trajectory browser: {page}")
     console.rule(f"[bold green]done in {time.perf_counter() - started:.0f} s[/]; outputs in {out}")
+
+
+def _write_report(out: Path, runs: list[Path], train: bool) -> Path:
+    """The HTML report over every evaluated run (and the training curves), against the first run."""
+    from crosearch.eval.html_report import write_page
+    from crosearch.eval.report import build_report, report_figures
+    from crosearch.rl.curve import read_log_history
+
+    trained = [out / "eval" / name for name in ("search-agent+sft", "search-agent+grpo")] if train else []
+    report = build_report([*runs, *(d for d in trained if d.is_dir())], ["em", "f1", "searches"], baseline=runs[0])
+    curves = [(d.name, read_log_history(d)[0]) for d in (out / "sft", out / "grpo") if train and d.is_dir()]
+    return write_page(report, out / "report", report_figures(report, curves), title="crosearch quickstart")
 
 
 def _benchmark(cfg, directory: Path, console):
