@@ -84,13 +84,19 @@ def quickstart(
 
 def _write_report(out: Path, runs: list[Path], train: bool) -> Path:
     """The HTML report over every evaluated run (and the training curves), against the first run."""
+    from crosearch.errors import CrosearchError
     from crosearch.eval.html_report import write_page
     from crosearch.eval.report import build_report, report_figures
     from crosearch.rl.curve import read_log_history
 
     trained = [out / "eval" / name for name in ("search-agent+sft", "search-agent+grpo")] if train else []
     report = build_report([*runs, *(d for d in trained if d.is_dir())], ["em", "f1", "searches"], baseline=runs[0])
-    curves = [(d.name, read_log_history(d)[0]) for d in (out / "sft", out / "grpo") if train and d.is_dir()]
+    curves = []
+    for directory in (out / "sft", out / "grpo") if train else ():
+        try:
+            curves.append((directory.name, read_log_history(directory)[0]))
+        except CrosearchError:  # an interrupted run without a log yet: the page goes without its curve
+            pass
     return write_page(report, out / "report", report_figures(report, curves), title="crosearch quickstart")
 
 
