@@ -240,8 +240,8 @@ def test_page_in_headless_chromium(runs, tmp_path):
             def shown() -> list[str]:
                 return cards.evaluate_all("els => els.map(e => e.dataset.lang)")
 
-            assert page.locator("#run-a").input_value() == "0"  # agent
-            assert page.locator("#run-b").input_value() == "1"  # direct, side by side
+            # The baseline comes first: run A is direct, run B the agent, side by side.
+            assert page.locator("#run-a").input_value() == "0" and page.locator("#run-b").input_value() == "1"
             assert len(shown()) == total
             first = cards.first
             assert first.locator(".result").count() == 2
@@ -261,12 +261,13 @@ def test_page_in_headless_chromium(runs, tmp_path):
             page.select_option("#lang", "zh")
             assert shown() == ["zh"] * PER_LANG
 
-            page.select_option("#lang", "")
+            page.select_option("#lang", label="all")
             page.select_option("#outcome", "a-right-b-wrong")
+            assert shown() == [] and "no question matches" in page.inner_text("#count")  # direct right, agent wrong
+            page.select_option("#run-a", label="agent")
+            page.select_option("#run-b", label="direct")
             assert sorted(set(shown())) == sorted(RIGHT_LANGS) and len(shown()) == PER_LANG * len(RIGHT_LANGS)
-            page.select_option("#run-a", "1")  # direct right, agent wrong: never
-            page.select_option("#run-b", "0")
-            assert shown() == [] and "no question matches" in page.inner_text("#count")
+            assert cards.first.locator(".result").first.get_attribute("data-run") == "agent"
         finally:
             browser.close()
     assert not errors
