@@ -56,6 +56,10 @@ def language_bars(runs: Sequence[tuple[str, Mapping[str, Any]]], title: str, *, 
             highs.append(max(0.0, (est.high - est.value) * scale) if est.high is not None else 0.0)
         ax.bar(xs, heights, width=width * 0.95, label=label, yerr=[lows, highs], capsize=2,
                error_kw={"elinewidth": 0.8})
+    tops = [(e.high if e.high is not None else e.value) * scale for _, rows in runs for e in rows.values()
+            if e is not None and e.value is not None]
+    # Scores are never negative: start at 0, and give an all-zero chart a visible range.
+    ax.set_ylim(0, max(tops, default=0) * 1.08 or (100.0 if percent else 1.0))
     ax.set_xticks(range(len(keys)), keys)
     ax.set_title(title)
     ax.set_ylabel("%" if percent else "")
