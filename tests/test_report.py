@@ -170,18 +170,21 @@ def test_runs_without_the_same_questions_are_flagged(runs):
 
 def test_cli_writes_json_plots_and_page(runs, tmp_path):
     _register()
+    grpo = tmp_path / "grpo"  # a finished training run: its summary.json holds the trainer's log history
+    grpo.mkdir()
+    (grpo / "summary.json").write_text(json.dumps({"log_history": [{"step": s, "reward": 0.1 * s} for s in (1, 2, 3)]}))
     result = CliRunner().invoke(app, [
         "report", str(runs["direct"]), str(runs["agent"]), "--baseline", str(runs["direct"]), "--metrics", "em,f1",
         "--resamples", "200", "--format", "json", "--out", str(tmp_path / "r.json"),
-        "--html", str(tmp_path / "html"), "--plots", str(tmp_path / "plots")])
+        "--html", str(tmp_path / "html"), "--plots", str(tmp_path / "plots"), "--training", str(grpo)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert data["resamples"] == 200 and data["baseline"] == "direct" and data["comparisons"][0]["run"] == "agent"
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert pngs == ["em_by_language.png", "f1_by_language.png"]
+    assert pngs == ["em_by_language.png", "f1_by_language.png", "training.png"]
     assert all((tmp_path / "plots" / p).read_bytes().startswith(b"\x89PNG") for p in pngs)
     page = (tmp_path / "html" / PAGE).read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2 and "http://" not in page and "https://" not in page
+    assert page.count("data:image/png;base64,") == 3 and "http://" not in page and "https://" not in page
 
 
 def test_missing_predictions_is_a_clear_error(runs, tmp_path):
