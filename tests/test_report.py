@@ -275,3 +275,13 @@ def test_page_in_headless_chromium(runs, tmp_path):
             browser.close()
     assert not errors
     assert requests and set(requests) == {url}
+
+
+def test_quickstart_writes_the_page_for_its_runs(runs, tmp_path):
+    from crosearch.quickstart import _write_report
+
+    # No sft/grpo directories: the page goes without training curves.
+    page = _write_report(tmp_path, [runs["direct"], runs["agent"]], train=True)
+    assert page == tmp_path / "report" / PAGE
+    text = page.read_text(encoding="utf-8")
+    assert "crosearch quickstart" in text and "Paired differences against <code>direct</code>" in text
