@@ -84,8 +84,8 @@ def eval_report(
         "--baseline", help="Run to compare every other run with: paired bootstrap differences on shared questions.",
         show_default=False)] = None,
     resamples: Annotated[int, typer.Option(
-        "--resamples", min=0, help="Bootstrap resamples for the 95% intervals (0: point estimates from metrics.json "
-                                   "only, no predictions needed).")] = 2000,
+        "--resamples", min=0, help="Bootstrap resamples for the 95% intervals (0: point estimates only; as markdown "
+                                   "without --baseline/--html/--plots they come from metrics.json alone).")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json, or table (rich, for the terminal).")] = "markdown",
     out: Annotated[Optional[Path], typer.Option(
