@@ -21,7 +21,7 @@ from crosearch.agent.backends import TeacherForcedBackend
 from crosearch.agent.pipelines import Policy, load_policy_backend
 from crosearch.cli import _register, app
 from crosearch.config import DataConfig, ModelConfig
-from crosearch.errors import CrosearchError
+from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.eval.html_report import PAGE, write_page
 from crosearch.eval.qa import PREDICTIONS, QARun, read_predictions, run_qa_eval
 from crosearch.eval.report import (build_report, difference_cell, estimate_cell, print_report, report_figures,
@@ -193,6 +193,10 @@ def test_missing_predictions_is_a_clear_error(runs, tmp_path):
     shutil.copy(runs["direct"] / "metrics.json", only_metrics / "metrics.json")
     with pytest.raises(CrosearchError, match="no predictions.jsonl"):
         build_report([only_metrics], ["f1"])
+    (only_metrics / PREDICTIONS).write_text('{"id": "q1/en", "lang": "en"}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"predictions.jsonl, record q1/en, field 'scores'"):
+        build_report([only_metrics], ["f1"])
+    (only_metrics / PREDICTIONS).unlink()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-m", "crosearch.cli", "report", str(only_metrics), "--html",
                            str(tmp_path / "h")], capture_output=True, text=True, env=env)

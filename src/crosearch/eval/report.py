@@ -1,14 +1,22 @@
-"""Side-by-side comparison of several QA runs (``metrics.json`` of ``crosearch eval qa``) as markdown tables."""
+"""Several QA runs of ``crosearch eval qa`` side by side (``crosearch report``).
+
+:func:`compare_runs` tabulates the point estimates of ``metrics.json``. :func:`build_report`
+adds bootstrap intervals and paired differences (:mod:`crosearch.eval.stats`) from the
+runs' ``predictions.jsonl``; its markdown, JSON and terminal views share the cell text.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.eval.qa import COLUMNS, METRICS, format_value
+
+if TYPE_CHECKING:
+    from crosearch.eval.stats import PairedComparison, RunIntervals
 
 _PERCENT = {key: pct for key, _, pct in COLUMNS}
 _HEADERS = {key: header for key, header, _ in COLUMNS}
@@ -32,6 +40,12 @@ def run_label(path: str | Path, metrics: dict[str, Any]) -> str:
     """A column name: the directory name, which users choose to tell runs apart."""
     path = Path(path)
     return (path if path.is_dir() else path.parent).name or str(metrics.get("pipeline", "?"))
+
+
+def describe(metrics: dict[str, Any]) -> str:
+    """What a run is, from its metrics.json: pipeline, strategy, model, adapter, setting, split, n."""
+    keys = ("pipeline", "strategy", "model", "adapter", "setting", "split", "n")
+    return ", ".join(f"{k} {metrics.get(k)}" for k in keys if metrics.get(k) is not None)
 
 
 def compare_table(runs: Sequence[tuple[str, dict[str, Any]]], metric: str) -> str:
@@ -62,9 +76,7 @@ def compare_runs(paths: Sequence[str | Path], metrics: Sequence[str]) -> str:
         runs = [(str(path), data) for path, (_, data) in zip(paths, runs)]
     out = []
     for label, m in runs:
-        what = ", ".join(f"{k} {m.get(k)}" for k in ("pipeline", "strategy", "model", "adapter", "setting", "split", "n")
-                         if m.get(k) is not None)
-        out.append(f"- `{label}`: {what}")
+        out.append(f"- `{label}`: {describe(m)}")
     for metric in metrics:
         out.append("")
         out.append(compare_table(runs, metric))
@@ -83,10 +95,7 @@ class LoadedRun:
     records: list[dict[str, Any]]
 
     def description(self) -> str:
-        return ", ".join(f"{k} {self.metrics.get(k)}" for k in _DESCRIBE if self.metrics.get(k) is not None)
-
-
-_DESCRIBE = ("pipeline", "strategy", "model", "adapter", "setting", "split", "n")
+        return describe(self.metrics)
 
 
 def _run_dir(path: Path) -> Path:
@@ -107,12 +116,23 @@ def load_runs(paths: Sequence[str | Path]) -> list[LoadedRun]:
         if not pred.is_file():
             raise CrosearchError(f"{path}: no {PREDICTIONS}; intervals and the trajectory browser need the "
                                  "per-question predictions of `crosearch eval qa` (or use --resamples 0)")
-        runs.append(LoadedRun(run_label(path, metrics), _run_dir(path), metrics, read_predictions(pred)))
+        records = read_predictions(pred)
+        for record in records:
+            _check_record(pred, record)
+        runs.append(LoadedRun(run_label(path, metrics), _run_dir(path), metrics, records))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         for run, raw in zip(runs, paths):
             run.label = str(raw)
     return runs
+
+
+def _check_record(path: Path, record: dict[str, Any]) -> None:
+    """The fields the statistics and the page rely on, named when missing."""
+    if not isinstance(record.get("lang"), str):
+        raise DataFormatError(path, "a prediction without a language", record=str(record["id"]), field="lang")
+    if not isinstance(record.get("scores"), dict):
+        raise DataFormatError(path, "a prediction without scores", record=str(record["id"]), field="scores")
 
 
 @dataclass(slots=True)
@@ -121,8 +141,8 @@ class Report:
 
     runs: list[LoadedRun]
     metrics: list[str]
-    intervals: list[Any]
-    comparisons: list[Any] = field(default_factory=list)
+    intervals: list[RunIntervals]
+    comparisons: list[PairedComparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     resamples: int = 2000
     seed: int = 0
