@@ -76,7 +76,7 @@ def quickstart(
         step(6, "warm start and GRPO (brief)")
         from crosearch.rl.quick import quick_train
 
-        quick_train(cfg, out, per_lang, retriever, runs, console)
+        runs = quick_train(cfg, out, per_lang, retriever, runs, console)
     page = _write_report(out, runs, train)
     console.print(f"report with the trajectory browser: {page}")
     console.rule(f"[bold green]done in {time.perf_counter() - started:.0f} s[/]; outputs in {out}")
@@ -89,8 +89,7 @@ def _write_report(out: Path, runs: list[Path], train: bool) -> Path:
     from crosearch.eval.report import build_report, report_figures
     from crosearch.rl.curve import read_log_history
 
-    trained = [out / "eval" / name for name in ("search-agent+sft", "search-agent+grpo")] if train else []
-    report = build_report([*runs, *(d for d in trained if d.is_dir())], ["em", "f1", "searches"], baseline=runs[0])
+    report = build_report(runs, ["em", "f1", "searches"], baseline=runs[0])
     curves = []
     for directory in (out / "sft", out / "grpo") if train else ():
         try:
