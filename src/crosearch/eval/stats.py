@@ -92,9 +92,14 @@ def _terms(records: Sequence[Mapping[str, Any]], metric: str) -> tuple[np.ndarra
     return pairs[:, 0], pairs[:, 1]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray | float:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise ``num / den``, NaN where nothing had a value."""
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _value(num: np.ndarray, den: np.ndarray) -> float:
+    """A language's value over all its questions (NaN when none has one)."""
+    return float(num.sum() / den.sum()) if den.sum() > 0 else float("nan")
 
 
 def _resamples(seed: int, lang: str, n: int, resamples: int, stream: int) -> np.ndarray:
@@ -132,6 +137,12 @@ def _nanmean_rows(columns: list[np.ndarray]) -> np.ndarray:
     return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
 
+def _macro(points: list[float]) -> float:
+    """The mean over languages that have a value."""
+    have = [p for p in points if np.isfinite(p)]
+    return float(np.mean(have)) if have else float("nan")
+
+
 def run_intervals(label: str, records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *,
                   resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> RunIntervals:
     """Per metric, every language's and the macro average's point estimate with a percentile interval."""
@@ -143,7 +154,7 @@ def run_intervals(label: str, records: Sequence[Mapping[str, Any]], metrics: Seq
         points, boots = [], []
         for lang, recs in groups.items():
             num, den = _terms(recs, metric)
-            point = float(_ratio(np.array([num.sum()]), np.array([den.sum()]))[0])
+            point = _value(num, den)
             if resamples:
                 idx = draws[lang]
                 boot = _ratio(num[idx].sum(axis=1), den[idx].sum(axis=1))
@@ -154,7 +165,7 @@ def run_intervals(label: str, records: Sequence[Mapping[str, Any]], metrics: Seq
             points.append(point)
             rows[lang] = Estimate(_point(point), low, high, int((den > 0).sum()))
         if groups:
-            macro = float(_nanmean_rows([np.array([p]) for p in points])[0])
+            macro = _macro(points)
             low, high = _interval(_nanmean_rows(boots), confidence) if resamples and np.isfinite(macro) else (None, None)
             rows[MACRO] = Estimate(_point(macro), low, high, sum(e.n for e in rows.values()))
         out.metrics[metric] = rows
@@ -179,8 +190,7 @@ def paired_differences(run: tuple[str, Sequence[Mapping[str, Any]]], baseline: t
         for lang, recs in groups.items():
             a_num, a_den = _terms(recs, metric)
             b_num, b_den = _terms([theirs[r["id"]] for r in recs], metric)
-            point = float(_ratio(np.array([a_num.sum()]), np.array([a_den.sum()]))[0]
-                          - _ratio(np.array([b_num.sum()]), np.array([b_den.sum()]))[0])
+            point = _value(a_num, a_den) - _value(b_num, b_den)
             idx = draws[lang]
             boot = (_ratio(a_num[idx].sum(axis=1), a_den[idx].sum(axis=1))
                     - _ratio(b_num[idx].sum(axis=1), b_den[idx].sum(axis=1)))
@@ -191,7 +201,7 @@ def paired_differences(run: tuple[str, Sequence[Mapping[str, Any]]], baseline: t
             rows[lang] = _difference(point, boot, confidence, resamples,
                                      int(((a_den > 0) & (b_den > 0)).sum()))
         if groups:
-            macro = float(_nanmean_rows([np.array([p]) for p in points])[0])
+            macro = _macro(points)
             boot = _nanmean_rows(boots) if np.isfinite(macro) else np.full(len(boots[0]), np.nan)
             rows[MACRO] = _difference(macro, boot, confidence, resamples, sum(d.n for d in rows.values()))
         out.metrics[metric] = rows
