@@ -86,7 +86,7 @@ def evidence_summary(evidence: Evidence) -> dict[str, Any]:
         "query": evidence.query.text,
         "passages": [{"doc_id": p.doc_id, "lang": p.lang, "role": p.role, "paragraph": p.paragraph,
                       "score": p.score, "title": p.translated_title or p.title,
-                      "translated": p.translated is not None, "shown": p.shown}
+                      "translated": p.translated is not None, "translation": p.translated, "shown": p.shown}
                      for p in evidence.passages],
         "trace": asdict(evidence.trace),
     }

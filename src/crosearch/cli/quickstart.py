@@ -76,8 +76,27 @@ def quickstart(
         step(6, "warm start and GRPO (brief)")
         from crosearch.rl.quick import quick_train
 
-        quick_train(cfg, out, per_lang, retriever, runs, console)
+        runs = quick_train(cfg, out, per_lang, retriever, runs, console)
+    page = _write_report(out, runs, train)
+    console.print(f"report with the trajectory browser: {page}")
     console.rule(f"[bold green]done in {time.perf_counter() - started:.0f} s[/]; outputs in {out}")
+
+
+def _write_report(out: Path, runs: list[Path], train: bool) -> Path:
+    """The HTML report over every evaluated run (and the training curves), against the first run."""
+    from crosearch.errors import CrosearchError
+    from crosearch.eval.html_report import write_page
+    from crosearch.eval.report import build_report, report_figures
+    from crosearch.rl.curve import read_log_history
+
+    report = build_report(runs, ["em", "f1", "searches"], baseline=runs[0])
+    curves = []
+    for directory in (out / "sft", out / "grpo") if train else ():
+        try:
+            curves.append((directory.name, read_log_history(directory)[0]))
+        except CrosearchError:  # an interrupted run without a log yet: the page goes without its curve
+            pass
+    return write_page(report, out / "report", report_figures(report, curves), title="crosearch quickstart")
 
 
 def _benchmark(cfg, directory: Path, console):

@@ -13,19 +13,63 @@ from crosearch.errors import CrosearchError
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories of `crosearch eval qa` (or metrics.json files).")],
     metrics: Annotated[str, typer.Option(
-        "--metrics", help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, n.")] = "em,f1,char3,lang_match,searches",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the markdown here.",
-                                                show_default=False)] = None,
+        "--metrics", help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, tokens_per_retrieval, "
+                          "seconds, n.")] = "em,f1,char3,lang_match,searches",
+    baseline: Annotated[Optional[Path], typer.Option(
+        "--baseline", help="Run to compare every other run with: paired bootstrap differences on shared questions.",
+        show_default=False)] = None,
+    resamples: Annotated[int, typer.Option(
+        "--resamples", min=0, help="Bootstrap resamples for the 95% intervals (0: point estimates only; as markdown "
+                                   "without --baseline/--html/--plots they come from metrics.json alone).")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json, or table (rich, for the terminal).")] = "markdown",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Also write the report here (JSON with --format json, else markdown).",
+        show_default=False)] = None,
+    html_dir: Annotated[Optional[Path], typer.Option(
+        "--html", help="Write a self-contained page (tables, plots, trajectory browser) to DIR/index.html.",
+        show_default=False)] = None,
+    plots_dir: Annotated[Optional[Path], typer.Option(
+        "--plots", help="Write the figures (PNG) into this directory.", show_default=False)] = None,
+    training: Annotated[Optional[list[Path]], typer.Option(
+        "--training", help="A warm-start or GRPO run directory whose curve joins the plots (repeatable).",
+        show_default=False)] = None,
 ) -> None:
-    """Several runs side by side, one markdown table per metric (languages as rows, runs as columns)."""
-    from crosearch.eval.report import compare_runs
+    """Several runs side by side: one table per metric (languages as rows, runs as columns) with 95% intervals."""
+    import json as json_lib
+
+    from crosearch.eval import report as rep
     from crosearch.io import atomic_write_text
 
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     if not names:
         raise CrosearchError("--metrics needs at least one metric name")
-    text = compare_runs(runs, names)
-    typer.echo(text, nl=False)
+    if fmt not in ("markdown", "json", "table"):
+        raise CrosearchError(f"--format must be markdown, json or table, got '{fmt}'")
+    if resamples == 0 and baseline is None and html_dir is None and plots_dir is None and fmt == "markdown":
+        text = rep.compare_runs(runs, names)  # metrics.json alone suffices
+    else:
+        report = rep.build_report(runs, names, baseline=baseline, resamples=resamples, seed=seed)
+        text = (json_lib.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n" if fmt == "json"
+                else rep.report_markdown(report))
+        if html_dir is not None or plots_dir is not None:
+            from crosearch.eval.plots import write_png
+            from crosearch.rl.curve import read_log_history
+
+            curves = [(path.name, read_log_history(path)[0]) for path in training or []]
+            figures = rep.report_figures(report, curves)
+            for name, png in figures.items() if plots_dir is not None else ():
+                typer.echo(f"wrote {write_png(plots_dir / name, png)}", err=True)
+            if html_dir is not None:
+                from crosearch.eval.html_report import write_page
+
+                typer.echo(f"wrote {write_page(report, html_dir, figures)}", err=True)
+        if fmt == "table":
+            from rich.console import Console
+
+            rep.print_report(report, Console())
+    if fmt != "table":
+        typer.echo(text, nl=False)
     if out is not None:
         atomic_write_text(out, text)
         typer.echo(f"wrote {out}", err=True)

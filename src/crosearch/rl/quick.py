@@ -25,8 +25,12 @@ def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
     return Config.model_validate(raw)
 
 
-def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_runs: list[Path], console: Any) -> None:
-    """Warm-start then GRPO briefly into ``out``, evaluate the result on the same sample, print the table."""
+def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_runs: list[Path],
+                console: Any) -> list[Path]:
+    """Warm-start then GRPO briefly into ``out``, evaluate the result on the same sample, print the table.
+
+    Returns the run directories of the table: ``base_runs`` and the two trained ones.
+    """
     from crosearch.eval.qa import QARun, run_qa_eval
     from crosearch.eval.report import compare_runs
     from crosearch.rl.sft import run_sft
@@ -64,5 +68,6 @@ def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_r
                     policy=policy, retriever=retriever, console=console)
         runs.append(run_dir)
     console.print(compare_runs(runs, ["f1", "em", "searches"]), markup=False, highlight=False)
+    return runs
 
 
