@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from crosearch.agent.backends import TeacherForcedBackend
 from crosearch.agent.pipelines import Policy, load_policy_backend
-from crosearch.cli import _register, app
+from crosearch.cli import app
 from crosearch.config import DataConfig, ModelConfig
 from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.eval.html_report import PAGE, write_page
@@ -169,7 +169,6 @@ def test_runs_without_the_same_questions_are_flagged(runs):
 
 
 def test_cli_writes_json_plots_and_page(runs, tmp_path):
-    _register()
     grpo = tmp_path / "grpo"  # a finished training run: its summary.json holds the trainer's log history
     grpo.mkdir()
     (grpo / "summary.json").write_text(json.dumps({"log_history": [{"step": s, "reward": 0.1 * s} for s in (1, 2, 3)]}))
