@@ -37,8 +37,12 @@ from crosearch.progress import track
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--langs", nargs="+", default=["en", "de", "zh", "ar"], help="question languages")
-    ap.add_argument("--targets", nargs="+", default=None,
-                    help="languages searched besides the question's (default: every collection language)")
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        default=None,
+        help="languages searched besides the question's (default: every collection language)",
+    )
     ap.add_argument("--per-lang", type=int, default=20, help="questions per language")
     ap.add_argument("--settings", nargs="+", default=["full", "gap", "no-native"])
     ap.add_argument("--strategies", nargs="+", default=["mono", "concat", "xl-none", "xl-policy-q", "xl-policy"])
@@ -60,17 +64,21 @@ def sample_questions(test, langs, per_lang, seed):
     by_group: dict[str, dict[str, object]] = {}
     for q in test:
         by_group.setdefault(q.group, {})[q.lang] = q
-    groups = sorted(g for g, qs in by_group.items() if all(l in qs for l in langs))
+    groups = sorted(g for g, qs in by_group.items() if all(ln in qs for ln in langs))
     chosen = random.Random(seed).sample(groups, min(per_lang, len(groups)))
-    return [by_group[g][l] for l in langs for g in chosen]
+    return [by_group[g][ln] for ln in langs for g in chosen]
 
 
 def main() -> None:
     args = parse_args()
     from crosearch.config import DataConfig, ModelConfig
     from crosearch.crosslingual.integration import IntegrationQuery, Integrator
-    from crosearch.crosslingual.translate import (CachedTranslator, IdentityTranslator, PolicyTranslator,
-                                                  TranslationCache)
+    from crosearch.crosslingual.translate import (
+        CachedTranslator,
+        IdentityTranslator,
+        PolicyTranslator,
+        TranslationCache,
+    )
     from crosearch.data.benchmark import build_benchmark
     from crosearch.io import atomic_write_json
     from crosearch.models import load_policy
@@ -100,11 +108,17 @@ def main() -> None:
         res_setting: dict = {}
         for strategy in args.strategies:
             name = "crosslingual" if strategy.startswith("xl-") else strategy
-            integ = Integrator(retriever, name, translator=translators.get(strategy), tokenizer=tokenizer,
-                               target_langs=args.targets, token_budget=args.budget,
-                               per_lang_k=args.concat_per_lang if name == "concat" else None,
-                               dedup_threshold=1.0 if strategy == "xl-policy-q" else args.dedup_threshold,
-                               render="original" if strategy == "xl-policy-q" else "translate")
+            integ = Integrator(
+                retriever,
+                name,
+                translator=translators.get(strategy),
+                tokenizer=tokenizer,
+                target_langs=args.targets,
+                token_budget=args.budget,
+                per_lang_k=args.concat_per_lang if name == "concat" else None,
+                dedup_threshold=1.0 if strategy == "xl-policy-q" else args.dedup_threshold,
+                render="original" if strategy == "xl-policy-q" else "translate",
+            )
             queries = [IntegrationQuery(q.question, q.lang, frozenset(q.exclude)) for q in questions]
             timings = {}
             evidence = []
@@ -112,7 +126,7 @@ def main() -> None:
                 evidence = []
                 start = time.perf_counter()
                 for j in track(range(0, len(queries), args.batch), f"{setting} {strategy} {phase}"):
-                    evidence += integ.gather(queries[j:j + args.batch], args.k)
+                    evidence += integ.gather(queries[j : j + args.batch], args.k)
                 timings[phase] = (time.perf_counter() - start) / len(queries)
             per_lang: dict[str, dict] = {}
             dup_total = dup_same = 0
@@ -134,22 +148,36 @@ def main() -> None:
                     "answer_in_evidence": round(statistics.mean(v["answer"]), 3),
                     "tokens": round(statistics.mean(v["tokens"]), 1),
                     "foreign_passages": round(statistics.mean(v["foreign"]), 2),
-                } for lang, v in per_lang.items()
+                }
+                for lang, v in per_lang.items()
             }
-            summary["avg"] = {key: round(statistics.mean(s[key] for s in summary.values()), 3)
-                              for key in ("recall", "answer_in_evidence", "tokens", "foreign_passages")}
+            summary["avg"] = {
+                key: round(statistics.mean(s[key] for s in summary.values()), 3)
+                for key in ("recall", "answer_in_evidence", "tokens", "foreign_passages")
+            }
             summary["s_per_search_cold"] = round(timings["cold"], 3)
             summary["s_per_search_warm"] = round(timings["warm"], 4)
             if name == "crosslingual":
                 summary["duplicates_dropped"] = dup_total
                 summary["duplicates_same_paragraph"] = dup_same
             res_setting[strategy] = summary
-            print(setting, strategy, json.dumps(summary["avg"]), "cold s/search", summary["s_per_search_cold"],
-                  "dups", summary.get("duplicates_dropped"), summary.get("duplicates_same_paragraph"), flush=True)
+            print(
+                setting,
+                strategy,
+                json.dumps(summary["avg"]),
+                "cold s/search",
+                summary["s_per_search_cold"],
+                "dups",
+                summary.get("duplicates_dropped"),
+                summary.get("duplicates_same_paragraph"),
+                flush=True,
+            )
             results["settings"][setting] = res_setting
-            results["policy_translator"] = {"texts_translated": policy_backend.texts_translated,
-                                            "generate_s": round(policy_backend.seconds, 1),
-                                            "fallbacks": policy_backend.fallbacks}
+            results["policy_translator"] = {
+                "texts_translated": policy_backend.texts_translated,
+                "generate_s": round(policy_backend.seconds, 1),
+                "fallbacks": policy_backend.fallbacks,
+            }
             atomic_write_json(args.out, results)  # partial results survive an interrupted run
         retriever.close()
     results["total_s"] = round(time.perf_counter() - t0, 1)
@@ -160,15 +188,21 @@ def main() -> None:
 def print_table(results: dict) -> None:
     """A markdown table of recall / answer coverage / tokens / time per setting and strategy."""
     langs = results["args"]["langs"]
-    print("| setting | strategy | " + " | ".join(f"R {l}" for l in langs)
-          + " | R avg | answer avg | tokens | s/search cold | s/search warm | dups (same par.) |")
+    print(
+        "| setting | strategy | "
+        + " | ".join(f"R {ln}" for ln in langs)
+        + " | R avg | answer avg | tokens | s/search cold | s/search warm | dups (same par.) |"
+    )
     print("|" + "---|" * (len(langs) + 8))
     for setting, strategies in results["settings"].items():
         for strategy, s in strategies.items():
             dups = f"{s['duplicates_dropped']} ({s['duplicates_same_paragraph']})" if "duplicates_dropped" in s else "-"
-            print(f"| {setting} | {strategy} | " + " | ".join(f"{s[l]['recall']:.2f}" for l in langs)
-                  + f" | {s['avg']['recall']:.3f} | {s['avg']['answer_in_evidence']:.3f} | {s['avg']['tokens']:.0f}"
-                  f" | {s['s_per_search_cold']:.3f} | {s['s_per_search_warm']:.4f} | {dups} |")
+            print(
+                f"| {setting} | {strategy} | "
+                + " | ".join(f"{s[ln]['recall']:.2f}" for ln in langs)
+                + f" | {s['avg']['recall']:.3f} | {s['avg']['answer_in_evidence']:.3f} | {s['avg']['tokens']:.0f}"
+                f" | {s['s_per_search_cold']:.3f} | {s['s_per_search_warm']:.4f} | {dups} |"
+            )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,15 @@ def main() -> None:
 
     peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
-        config = load_config(args.config, [*args.overrides, f"train.max_steps={args.steps}",
-                                           f"train.output_dir={tmp}/run", f"train.save_steps={args.steps + 1}"])
+        config = load_config(
+            args.config,
+            [
+                *args.overrides,
+                f"train.max_steps={args.steps}",
+                f"train.output_dir={tmp}/run",
+                f"train.save_steps={args.steps + 1}",
+            ],
+        )
         started = time.perf_counter()
         summary = run_train(config, keep_batches=True)
         wall = time.perf_counter() - started
@@ -80,23 +87,39 @@ def main() -> None:
         # Sampling: every model token costs a forward of the body and the head; each turn also re-reads its context.
         generation_flops = 2 * (body_params + hidden * vocab) * model_tokens + 2 * body_params * all_tokens
         compute = entry["time/generation"] + entry["time/logprobs"] + entry["time/update"]
-        rows.append({
-            "step": entry["step"], "seconds": entry["time/step"], "generation": entry["time/generation"],
-            "retrieval": entry["time/retrieval"], "logprobs": entry["time/logprobs"], "update": entry["time/update"],
-            "tokens": all_tokens, "model_tokens": model_tokens, "peak_rss_gb": entry["memory/peak_rss_gb"],
-            "update_flops_per_s": update_flops / max(entry["time/update"], 1e-9),
-            "generation_flops_per_s": generation_flops / max(entry["time/generation"], 1e-9),
-            "step_flops_per_s": (update_flops + generation_flops) / max(compute, 1e-9),
-        })
+        rows.append(
+            {
+                "step": entry["step"],
+                "seconds": entry["time/step"],
+                "generation": entry["time/generation"],
+                "retrieval": entry["time/retrieval"],
+                "logprobs": entry["time/logprobs"],
+                "update": entry["time/update"],
+                "tokens": all_tokens,
+                "model_tokens": model_tokens,
+                "peak_rss_gb": entry["memory/peak_rss_gb"],
+                "update_flops_per_s": update_flops / max(entry["time/update"], 1e-9),
+                "generation_flops_per_s": generation_flops / max(entry["time/generation"], 1e-9),
+                "step_flops_per_s": (update_flops + generation_flops) / max(compute, 1e-9),
+            }
+        )
     bf16 = bool(trainer.args.bf16)
     peak = peaks["bfloat16" if bf16 else "float32"]
     later = rows[1:] or rows
     result = {
-        "config": args.config, "overrides": args.overrides, "steps": args.steps, "wall_seconds": wall,
-        "matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "bf16_training": bf16,
-        "params": total_params, "vocab": vocab, "per_step": rows,
-        "mean_after_first": {k: statistics.mean(r[k] for r in later)
-                             for k in ("seconds", "generation", "retrieval", "logprobs", "update")},
+        "config": args.config,
+        "overrides": args.overrides,
+        "steps": args.steps,
+        "wall_seconds": wall,
+        "matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()},
+        "bf16_training": bf16,
+        "params": total_params,
+        "vocab": vocab,
+        "per_step": rows,
+        "mean_after_first": {
+            k: statistics.mean(r[k] for r in later)
+            for k in ("seconds", "generation", "retrieval", "logprobs", "update")
+        },
         "peak_rss_gb": max(r["peak_rss_gb"] for r in rows),
         "update_fraction_of_peak": statistics.mean(r["update_flops_per_s"] for r in later) / peak,
         "step_fraction_of_peak": statistics.mean(r["step_flops_per_s"] for r in later) / peak,
@@ -112,7 +135,7 @@ def _per_step(batches: list, n_steps: int) -> list[list]:
     if n_steps == 0:
         return []
     per = max(1, len(batches) // n_steps)
-    return [batches[i * per:(i + 1) * per] for i in range(n_steps)]
+    return [batches[i * per : (i + 1) * per] for i in range(n_steps)]
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def pairs_for(lang: str) -> list[tuple[str, str]]:
             for qa in para["qas"]:
                 a = qa["answers"][0]
                 start = a["answer_start"]
-                out.append((ctx[max(0, start - 15):start + len(a["text"]) + 15], a["text"]))
+                out.append((ctx[max(0, start - 15) : start + len(a["text"]) + 15], a["text"]))
     return out
 
 
@@ -67,8 +67,11 @@ def main() -> None:
     for lang in args.langs.split(","):
         pairs = pairs_for(lang)
         base = timed(squad_em_f1, pairs, args.repeat)
-        ours = timed(lambda p, g: (exact_match(p, [g], lang), f1_score(p, [g], lang), char3_recall(p, [g], lang)),
-                     pairs, args.repeat)
+        ours = timed(
+            lambda p, g, lang=lang: (exact_match(p, [g], lang), f1_score(p, [g], lang), char3_recall(p, [g], lang)),
+            pairs,
+            args.repeat,
+        )
         get_detector("high")
         answer_language_match(pairs[0][0], lang)  # model loading is not part of the per-answer cost
         sample = pairs[:200]
@@ -76,8 +79,10 @@ def main() -> None:
         for pred, _ in sample:
             answer_language_match(pred, lang)
         lm_ms = (time.perf_counter() - t0) / len(sample) * 1000
-        print(f"{lang:5} {len(pairs):6d} {len(pairs) / base:9.0f} {len(pairs) / ours:9.0f} "
-              f"{base / ours:6.2f} {lm_ms:14.2f}")
+        print(
+            f"{lang:5} {len(pairs):6d} {len(pairs) / base:9.0f} {len(pairs) / ours:9.0f} "
+            f"{base / ours:6.2f} {lm_ms:14.2f}"
+        )
 
 
 if __name__ == "__main__":

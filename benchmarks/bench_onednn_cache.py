@@ -60,14 +60,25 @@ print(json.dumps({"start_rss_gb": start_rss, "end_rss_gb": trace[-1], "seconds":
 """
 
 
-def run_case(capacity: str | None, steps: int, hidden: int, inner: int, precision: str = "bf16",
-             caches: tuple[str, ...] = ONEDNN_CACHES) -> dict:
+def run_case(
+    capacity: str | None,
+    steps: int,
+    hidden: int,
+    inner: int,
+    precision: str = "bf16",
+    caches: tuple[str, ...] = ONEDNN_CACHES,
+) -> dict:
     """One case in a fresh process: the named caches capped at ``capacity``, the others at their default."""
     env = {k: v for k, v in os.environ.items() if k not in ONEDNN_CACHES}
     if capacity is not None:
         env.update({name: capacity for name in caches})
-    out = subprocess.run([sys.executable, "-c", WORKER, str(steps), str(hidden), str(inner), precision], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, str(steps), str(hidden), str(inner), precision],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["growth_gb"] = result["end_rss_gb"] - result["start_rss_gb"]
     half = result["rss_gb"][len(result["rss_gb"]) // 2 - 1]
@@ -98,9 +109,11 @@ def main() -> None:
         "time_ratio_bounded_vs_default": bounded["seconds"] / base["seconds"],
     }
     for name, r in results.items():
-        print(f"{name:>16}: resident {r['start_rss_gb']:.3f} -> {r['end_rss_gb']:.3f} GB "
-              f"(+{r['growth_gb'] * 1024:.0f} MB over {args.steps} steps, "
-              f"+{r['second_half_growth_gb'] * 1024:.0f} MB over the second half), {r['seconds']:.1f} s")
+        print(
+            f"{name:>16}: resident {r['start_rss_gb']:.3f} -> {r['end_rss_gb']:.3f} GB "
+            f"(+{r['growth_gb'] * 1024:.0f} MB over {args.steps} steps, "
+            f"+{r['second_half_growth_gb'] * 1024:.0f} MB over the second half), {r['seconds']:.1f} s"
+        )
     print(f"growth ratio (bounded / default): {report['growth_ratio_bounded_vs_default']}")
     print(f"time ratio (bounded / default): {report['time_ratio_bounded_vs_default']:.2f}")
     if not report["cpu_runs_bf16_fast"]:

@@ -51,9 +51,17 @@ def load(args: argparse.Namespace):
     from crosearch.data.benchmark import load_benchmark
     from crosearch.retrieval.local import LocalRetriever
 
-    cfg = load_config(None, [f"model.name={args.model}", "crosslingual.strategy=mono",
-                             f"agent.max_new_tokens={args.max_new_tokens}", f"agent.max_turns={args.max_turns}",
-                             f"agent.answer_tokens={args.answer_tokens}", "agent.temperature=0"])
+    cfg = load_config(
+        None,
+        [
+            f"model.name={args.model}",
+            "crosslingual.strategy=mono",
+            f"agent.max_new_tokens={args.max_new_tokens}",
+            f"agent.max_turns={args.max_turns}",
+            f"agent.answer_tokens={args.answer_tokens}",
+            "agent.temperature=0",
+        ],
+    )
     policy = load_policy_backend(cfg.model)
     bench = load_benchmark(args.benchmark)
     return cfg, policy, bench, LocalRetriever(args.index)
@@ -67,12 +75,18 @@ def plain_generate(model, prompts: list[list[int]], new_tokens: int, pad: int) -
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(p)
-        mask[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
     start = time.perf_counter()
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                             do_sample=False, pad_token_id=pad)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
     seconds = time.perf_counter() - start
     assert out.shape[1] - width == new_tokens
     return seconds
@@ -97,9 +111,13 @@ def throughput(args: argparse.Namespace) -> list[dict]:
         prompts = [o.rollout.prompt_ids for o in outputs]
         gen_s = plain_generate(policy.model, prompts, per_seq, policy.backend.pad_token_id)
         row = {
-            "batch": b, "engine_tokens": tokens, "engine_s": round(engine_s, 2),
-            "engine_tok_s": round(tokens / engine_s, 1), "generate_tokens": per_seq * b,
-            "generate_s": round(gen_s, 2), "generate_tok_s": round(per_seq * b / gen_s, 1),
+            "batch": b,
+            "engine_tokens": tokens,
+            "engine_s": round(engine_s, 2),
+            "engine_tok_s": round(tokens / engine_s, 1),
+            "generate_tokens": per_seq * b,
+            "generate_s": round(gen_s, 2),
+            "generate_tok_s": round(per_seq * b / gen_s, 1),
             "searches": sum(o.searches for o in outputs),
             "inserted_tokens": sum(len(o.rollout.env_mask) - sum(o.rollout.env_mask) for o in outputs),
         }
@@ -119,22 +137,35 @@ def peak_rss(args: argparse.Namespace) -> dict:
     loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tok = policy.tokenizer
     total, gen = args.rss_tokens, 128
-    agent = cfg.agent.model_copy(update={"max_total_tokens": total, "max_turns": 1, "max_new_tokens": gen,
-                                         "answer_tokens": args.answer_tokens, "batch_size": 8})
+    agent = cfg.agent.model_copy(
+        update={
+            "max_total_tokens": total,
+            "max_turns": 1,
+            "max_new_tokens": gen,
+            "answer_tokens": args.answer_tokens,
+            "batch_size": 8,
+        }
+    )
     engine = RolloutEngine(policy.backend, None, agent)
     room = total - gen - args.answer_tokens - 8
     requests = []
     for i, q in enumerate(bench.test[:8]):
         head = PromptBuilder().render(tok, q.question, q.lang)
-        passages = [p.text for p in bench.collection[i * 20:(i + 1) * 20]]
+        passages = [p.text for p in bench.collection[i * 20 : (i + 1) * 20]]
         ids = list(tok(head + information_block("\n".join(passages)))["input_ids"])[:room]
         requests.append(RolloutRequest(prompt=ids, lang=q.lang, id=q.id))
     start = time.perf_counter()
     rollouts = engine.run(requests)
     seconds = time.perf_counter() - start
     lengths = [len(r.prompt_ids) + len(r.completion_ids) for r in rollouts]
-    return {"rollouts": 8, "target_tokens": total, "lengths": lengths, "seconds": round(seconds, 1),
-            "rss_after_load_mb": round(loaded_rss), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {
+        "rollouts": 8,
+        "target_tokens": total,
+        "lengths": lengths,
+        "seconds": round(seconds, 1),
+        "rss_after_load_mb": round(loaded_rss),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def main() -> None:

@@ -102,11 +102,18 @@ def run_one(n: int, words_per_passage: int, queries: int, workdir: Path) -> dict
     retriever.search(qs, 10)
     batch_qps = len(qs) / (time.perf_counter() - t0)
     result = {
-        "passages": n, "words_per_passage": words_per_passage, "generate_s": generate_s, "build_s": build_s,
-        "build_passages_per_s": n / build_s, "index_bytes": _dir_size(out), "load_s": load_s,
-        "peak_rss_mb": peak_kb / 1024, "rss_before_build_mb": rss_before_kb / 1024,
+        "passages": n,
+        "words_per_passage": words_per_passage,
+        "generate_s": generate_s,
+        "build_s": build_s,
+        "build_passages_per_s": n / build_s,
+        "index_bytes": _dir_size(out),
+        "load_s": load_s,
+        "peak_rss_mb": peak_kb / 1024,
+        "rss_before_build_mb": rss_before_kb / 1024,
         "latency_p50_ms": 1000 * statistics.median(latencies),
-        "latency_p95_ms": 1000 * float(np.percentile(latencies, 95)), "batch_qps": batch_qps,
+        "latency_p95_ms": 1000 * float(np.percentile(latencies, 95)),
+        "batch_qps": batch_qps,
     }
     shutil.rmtree(out, ignore_errors=True)
     return result
@@ -129,17 +136,34 @@ def main() -> None:
 
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--words", str(args.words),
-                               "--queries", str(args.queries), "--workdir", str(workdir)],
-                              stdout=subprocess.PIPE, text=True, check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(n),
+                "--words",
+                str(args.words),
+                "--queries",
+                str(args.queries),
+                "--workdir",
+                str(workdir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
         base = results[0]
-        print(f"{n:>9} passages: build {r['build_s']:7.1f} s ({r['build_passages_per_s']:,.0f}/s), "
-              f"index {r['index_bytes'] / 2**20:7.1f} MB, peak RSS {r['peak_rss_mb']:7.0f} MB, "
-              f"p50 {r['latency_p50_ms']:6.2f} ms (x{r['latency_p50_ms'] / base['latency_p50_ms']:.1f} "
-              f"for x{n / base['passages']:.0f} passages), p95 {r['latency_p95_ms']:6.2f} ms, "
-              f"batch {r['batch_qps']:,.0f} q/s", flush=True)
+        print(
+            f"{n:>9} passages: build {r['build_s']:7.1f} s ({r['build_passages_per_s']:,.0f}/s), "
+            f"index {r['index_bytes'] / 2**20:7.1f} MB, peak RSS {r['peak_rss_mb']:7.0f} MB, "
+            f"p50 {r['latency_p50_ms']:6.2f} ms (x{r['latency_p50_ms'] / base['latency_p50_ms']:.1f} "
+            f"for x{n / base['passages']:.0f} passages), p95 {r['latency_p95_ms']:6.2f} ms, "
+            f"batch {r['batch_qps']:,.0f} q/s",
+            flush=True,
+        )
         if args.out:
             from crosearch.io import atomic_write_json
 

@@ -92,11 +92,15 @@ def in_process(retriever: LocalRetriever, queries: list[SearchQuery], k: int) ->
     wall = time.perf_counter() - start
     batched_start = time.perf_counter()
     for i in range(0, len(queries), 64):
-        retriever.search(queries[i:i + 64], k)
+        retriever.search(queries[i : i + 64], k)
     batched_wall = time.perf_counter() - batched_start
-    return {"qps": len(queries) / wall, "p50_ms": 1000 * percentile(latencies, 50),
-            "p99_ms": 1000 * percentile(latencies, 99), "batched64_qps": len(queries) / batched_wall,
-            "answers": answers}
+    return {
+        "qps": len(queries) / wall,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "batched64_qps": len(queries) / batched_wall,
+        "answers": answers,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,8 +126,24 @@ def free_port() -> int:
 
 def start_server(index: Path, window_ms: float, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index), "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--set", f"server.batch_window_ms={window_ms}", "--max-queries", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "crosearch.cli",
+        "serve",
+        "--index",
+        str(index),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--set",
+        f"server.batch_window_ms={window_ms}",
+        "--max-queries",
+        "64",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + 120
@@ -139,8 +159,9 @@ def start_server(index: Path, window_ms: float, workers: int) -> tuple[subproces
     raise SystemExit("server did not start in 120 s")
 
 
-async def load(url: str, queries: list[SearchQuery], k: int, concurrency: int, endpoint: str,
-               expected: list[list[str]]) -> dict:
+async def load(
+    url: str, queries: list[SearchQuery], k: int, concurrency: int, endpoint: str, expected: list[list[str]]
+) -> dict:
     """Send every query once with ``concurrency`` clients; latency per request, errors, mismatches."""
     from rich.progress import Progress
 
@@ -189,21 +210,34 @@ async def load(url: str, queries: list[SearchQuery], k: int, concurrency: int, e
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             wall = time.perf_counter() - start
-    return {"qps": len(queries) / wall, "p50_ms": 1000 * percentile(latencies, 50),
-            "p99_ms": 1000 * percentile(latencies, 99), "mean_ms": 1000 * statistics.fmean(latencies),
-            "errors": errors, "error_kinds": error_kinds, "mismatches": mismatches, "requests": len(queries)}
+    return {
+        "qps": len(queries) / wall,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "mean_ms": 1000 * statistics.fmean(latencies),
+        "errors": errors,
+        "error_kinds": error_kinds,
+        "mismatches": mismatches,
+        "requests": len(queries),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", type=Path, help="prebuilt index (default: full XQuAD, built once into benchmarks/.cache)")
+    parser.add_argument(
+        "--index", type=Path, help="prebuilt index (default: full XQuAD, built once into benchmarks/.cache)"
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", default="8", help="comma-separated client counts")
     parser.add_argument("--batch-window-ms", default="0", help="comma-separated server.batch_window_ms values")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--endpoint", choices=["search", "retrieve"], default="search")
-    parser.add_argument("--search-langs", choices=["all", "own"], default="all",
-                        help="each query searches every language (fused) or only its own")
+    parser.add_argument(
+        "--search-langs",
+        choices=["all", "own"],
+        default="all",
+        help="each query searches every language (fused) or only its own",
+    )
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -226,10 +260,15 @@ def main() -> None:
     base["cpu_ms"] = 1000 * (time.process_time() - cpu) / (2 * len(queries))  # both passes
     base["loadavg"] = os.getloadavg()[0]
     expected = base.pop("answers")
-    print(f"index {index}: {retriever.num_passages} passages, {len(retriever.languages)} languages; "
-          f"{len(queries)} queries, k={args.k}, endpoint /{args.endpoint}, search_langs={args.search_langs}")
-    print(f"in-process, one query per call: {base['qps']:.0f} q/s (p50 {base['p50_ms']:.1f} ms, "
-          f"p99 {base['p99_ms']:.1f} ms); batches of 64: {base['batched64_qps']:.0f} q/s; load average {base['loadavg']:.1f}")
+    print(
+        f"index {index}: {retriever.num_passages} passages, {len(retriever.languages)} languages; "
+        f"{len(queries)} queries, k={args.k}, endpoint /{args.endpoint}, search_langs={args.search_langs}"
+    )
+    print(
+        f"in-process, one query per call: {base['qps']:.0f} q/s (p50 {base['p50_ms']:.1f} ms, "
+        f"p99 {base['p99_ms']:.1f} ms); batches of 64: {base['batched64_qps']:.0f} q/s; "
+        f"load average {base['loadavg']:.1f}"
+    )
     retriever.close()
     del retriever
 
@@ -237,26 +276,39 @@ def main() -> None:
     for window in windows:
         proc, url = start_server(index, window, args.workers)
         try:
-            asyncio.run(load(url, queries[:min(100, len(queries))], args.k, 4, args.endpoint, expected))  # warm-up
+            asyncio.run(load(url, queries[: min(100, len(queries))], args.k, 4, args.endpoint, expected))  # warm-up
             for c in concurrencies:
                 server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
                 result = asyncio.run(load(url, queries, args.k, c, args.endpoint, expected))
-                result.update(concurrency=c, batch_window_ms=window, ratio=result["qps"] / base["qps"],
-                              server_cpu_ms=1000 * (cpu_seconds(proc.pid) - server_cpu) / len(queries),
-                              client_cpu_ms=1000 * (time.process_time() - client_cpu) / len(queries),
-                              loadavg=os.getloadavg()[0])
+                result.update(
+                    concurrency=c,
+                    batch_window_ms=window,
+                    ratio=result["qps"] / base["qps"],
+                    server_cpu_ms=1000 * (cpu_seconds(proc.pid) - server_cpu) / len(queries),
+                    client_cpu_ms=1000 * (time.process_time() - client_cpu) / len(queries),
+                    loadavg=os.getloadavg()[0],
+                )
                 rows.append(result)
-                print(f"server window={window:g} ms c={c:3d}: {result['qps']:6.0f} q/s  p50 {result['p50_ms']:6.1f} ms  "
-                      f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  mismatches {result['mismatches']}  "
-                      f"ratio {result['ratio']:.2f}  cpu/query server {result['server_cpu_ms']:.2f} ms "
-                      f"client {result['client_cpu_ms']:.2f} ms  load {result['loadavg']:.1f}"
-                      + (f"  error kinds {result['error_kinds']}" if result["errors"] else ""))
+                print(
+                    f"server window={window:g} ms c={c:3d}: {result['qps']:6.0f} q/s  p50 {result['p50_ms']:6.1f} ms  "
+                    f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  mismatches {result['mismatches']}  "
+                    f"ratio {result['ratio']:.2f}  cpu/query server {result['server_cpu_ms']:.2f} ms "
+                    f"client {result['client_cpu_ms']:.2f} ms  load {result['loadavg']:.1f}"
+                    + (f"  error kinds {result['error_kinds']}" if result["errors"] else "")
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     if args.out:
-        atomic_write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "in_process": base,
-                                     "server": rows, "cpus": os.cpu_count()})
+        atomic_write_json(
+            args.out,
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "in_process": base,
+                "server": rows,
+                "cpus": os.cpu_count(),
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ def _integration(retriever, tokenizer, budget=60):
 
 def _requests(tokenizer, questions, n=2):
     builder = PromptBuilder("base")
-    return [RolloutRequest(builder.encode(tokenizer, q.question, q.lang), q.lang, q.exclude, q.id)
-            for q in questions[:n]]
+    return [
+        RolloutRequest(builder.encode(tokenizer, q.question, q.lang), q.lang, q.exclude, q.id) for q in questions[:n]
+    ]
 
 
 def _short_requests(questions, n=1):
@@ -94,8 +95,16 @@ def test_searches_insert_information_as_env_tokens(tiny, retriever, xquad):
             return "<think>found it</think>\n<answer>Denver Broncos</answer> trailing words"
         return f"<think>I should search.</think>\n<search>{question.question}</search> extra"
 
-    full = load_config(overrides=["agent.max_turns=3", "agent.max_new_tokens=48", "agent.answer_tokens=8",
-                                  "crosslingual.strategy=mono", "crosslingual.token_budget=60", "retrieval.k=2"])
+    full = load_config(
+        overrides=[
+            "agent.max_turns=3",
+            "agent.max_new_tokens=48",
+            "agent.answer_tokens=8",
+            "crosslingual.strategy=mono",
+            "crosslingual.token_budget=60",
+            "retrieval.k=2",
+        ]
+    )
     config = full.agent
     engine = RolloutEngine.from_config(TeacherForcedBackend(model, tok, responder), retriever, full)
     [r] = engine.run(_requests(tok, [question], 1))
@@ -123,7 +132,8 @@ def test_text_after_a_lenient_closing_tag_is_trimmed_token_exactly(tiny, xquad):
     reply = "<think>ok</think><answer>Broncos</ answer> and then more words"
     config = AgentConfig(max_turns=2, max_new_tokens=40, answer_tokens=4)
     [r] = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: reply), None, config).run(
-        _short_requests(xquad[1]))
+        _short_requests(xquad[1])
+    )
     _check_invariants(r, config)
     [turn] = r.turns
     assert r.stop_reason == "answered" and r.answer == "Broncos"
@@ -158,8 +168,7 @@ def test_invented_information_and_budget(tiny, retriever, xquad):
     model, tok = tiny
     invented = "<think>I know</think>\n<information>Doc 1(Title: fake) made up</information>"
     config = AgentConfig(max_turns=4, max_new_tokens=40, answer_tokens=4, max_total_tokens=520)
-    engine = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: invented), _integration(retriever, tok),
-                           config)
+    engine = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: invented), _integration(retriever, tok), config)
     [r] = engine.run(_requests(tok, xquad[1], 1))
     _check_invariants(r, config)
     first = r.turns[0]
@@ -172,15 +181,17 @@ def test_invented_information_and_budget(tiny, retriever, xquad):
 
     tight = AgentConfig(max_turns=4, max_new_tokens=40, answer_tokens=4, max_total_tokens=400)
     [b] = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: invented), None, tight).run(
-        _requests(tok, xquad[1], 1))
+        _requests(tok, xquad[1], 1)
+    )
     _check_invariants(b, tight)
     assert b.stop_reason == "budget"
 
 
 def test_sampled_logprobs_match_a_teacher_forced_forward_pass(tiny, retriever, xquad):
     model, tok = tiny
-    config = AgentConfig(max_turns=2, max_new_tokens=6, answer_tokens=4, temperature=0.7, top_p=0.9,
-                         batch_size=2, seed=3)
+    config = AgentConfig(
+        max_turns=2, max_new_tokens=6, answer_tokens=4, temperature=0.7, top_p=0.9, batch_size=2, seed=3
+    )
     engine = RolloutEngine(HFBackend(model, tok), _integration(retriever, tok), config)
     rollouts = engine.run(_requests(tok, xquad[1], 2))
     for r in rollouts:
@@ -188,8 +199,13 @@ def test_sampled_logprobs_match_a_teacher_forced_forward_pass(tiny, retriever, x
         # Garbage from a random model: no tags, so invalid turns, corrections and a forced answer.
         assert r.stop_reason == "max_turns" and r.turns[-1].kind == "force_answer"
         assert 0 in r.env_mask and 1 in r.env_mask
-    recomputed = sequence_logprobs(model, [r.prompt_ids for r in rollouts], [r.completion_ids for r in rollouts],
-                                   temperature=0.7, pad_token_id=tok.pad_token_id)
+    recomputed = sequence_logprobs(
+        model,
+        [r.prompt_ids for r in rollouts],
+        [r.completion_ids for r in rollouts],
+        temperature=0.7,
+        pad_token_id=tok.pad_token_id,
+    )
     for r, ref in zip(rollouts, recomputed):
         model_positions = [i for i, m in enumerate(r.env_mask) if m == 1]
         diffs = [abs(r.logprobs[i] - ref[i]) for i in model_positions]
@@ -236,7 +252,11 @@ def test_stop_checker_cuts_right_after_the_stop_string(tiny):
     checker = StopChecker(tok, STOP_STRINGS, [tok.eos_token_id])
     ids = tok("<think>a</think><search>b c</search>\n\nmore text here", add_special_tokens=False)["input_ids"]
     n, reason, stop = checker.end_of(ids, 100)
-    assert reason == "stop" and stop == "</search>" and tok.decode(ids[:n]).startswith("<think>a</think><search>b c</search>")
+    assert (
+        reason == "stop"
+        and stop == "</search>"
+        and tok.decode(ids[:n]).startswith("<think>a</think><search>b c</search>")
+    )
     assert "</search>" not in tok.decode(ids[: n - 1])
     assert checker.end_of(ids, 3) == (3, "length", None)
 
@@ -257,7 +277,8 @@ def test_teacher_forcing_without_a_model_gives_the_same_turns_with_zero_logprobs
     config = AgentConfig(max_turns=0, answer_tokens=6)
     reply = " 308 points</answer> and more"
     [scored] = RolloutEngine(TeacherForcedBackend(model, tok, lambda ctx: reply), None, config).run(
-        _short_requests(xquad[1]))
+        _short_requests(xquad[1])
+    )
     unscored_backend = TeacherForcedBackend(None, tok, lambda ctx: reply, eos_token_ids=[tok.eos_token_id])
     [unscored] = RolloutEngine(unscored_backend, None, config).run(_short_requests(xquad[1]))
     assert unscored.completion_ids == scored.completion_ids and unscored.answer == scored.answer == "308 points"
@@ -279,20 +300,43 @@ def test_bundled_model_rollouts_are_token_exact(retriever, xquad):
 
     policy = load_policy("bundled", dtype="float32", device="cpu", show_progress=False)
     model, tok = policy.model, policy.tokenizer
-    full = load_config(overrides=["agent.max_turns=2", "agent.max_new_tokens=40", "agent.answer_tokens=16",
-                                  "agent.temperature=0.8", "crosslingual.strategy=mono", "retrieval.k=2",
-                                  "crosslingual.token_budget=120"])
+    full = load_config(
+        overrides=[
+            "agent.max_turns=2",
+            "agent.max_new_tokens=40",
+            "agent.answer_tokens=16",
+            "agent.temperature=0.8",
+            "crosslingual.strategy=mono",
+            "retrieval.k=2",
+            "crosslingual.token_budget=120",
+        ]
+    )
     engine = RolloutEngine.from_config(HFBackend(model, tok), retriever, full)
     rollouts = engine.run(_requests(tok, xquad[1], 2))
-    recomputed = sequence_logprobs(model, [r.prompt_ids for r in rollouts], [r.completion_ids for r in rollouts],
-                                   temperature=0.8, pad_token_id=tok.pad_token_id)
+    recomputed = sequence_logprobs(
+        model,
+        [r.prompt_ids for r in rollouts],
+        [r.completion_ids for r in rollouts],
+        temperature=0.8,
+        pad_token_id=tok.pad_token_id,
+    )
     for r, ref in zip(rollouts, recomputed):
         _check_invariants(r, full.agent)
-        assert r.turns and r.stop_reason in ("answered", "answer_truncated", "max_turns", "budget",
-                                             "eos_without_answer")
+        assert r.turns and r.stop_reason in (
+            "answered",
+            "answer_truncated",
+            "max_turns",
+            "budget",
+            "eos_without_answer",
+        )
         diffs = [abs(r.logprobs[i] - ref[i]) for i, m in enumerate(r.env_mask) if m == 1]
-        print(r.stop_reason, r.n_searches, repr(r.answer), f"max |dlogp| {max(diffs):.2e}",
-              [(t.action, t.problems) for t in r.turns])
+        print(
+            r.stop_reason,
+            r.n_searches,
+            repr(r.answer),
+            f"max |dlogp| {max(diffs):.2e}",
+            [(t.action, t.problems) for t in r.turns],
+        )
         assert max(diffs) < 1e-3
         for turn in r.turns:
             if turn.information:  # a query sharing no term with the collection finds nothing

@@ -100,7 +100,7 @@ def test_every_package_is_a_known_layer():
     shared = _shared_units()
     packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
     unknown = packages - set(LAYERS) - shared
-    assert not unknown, (f"new package(s) {sorted(unknown)}: place them in LAYERS here and in docs/architecture.md")
+    assert not unknown, f"new package(s) {sorted(unknown)}: place them in LAYERS here and in docs/architecture.md"
 
 
 def test_imports_follow_the_layers():
@@ -125,7 +125,7 @@ def test_no_import_cycle_between_packages():
 
     def visit(unit: str, stack: list[str]) -> list[str] | None:
         if unit in stack:
-            return stack[stack.index(unit):] + [unit]
+            return stack[stack.index(unit) :] + [unit]
         if unit in done:
             return None
         for nxt in sorted(graph[unit]):
@@ -166,9 +166,13 @@ def test_every_command_is_registered_once():
 
 def test_importing_the_cli_does_not_import_torch():
     heavy = ("torch", "transformers", "trl", "peft")
-    code = ("import sys, typer.main, crosearch.cli; typer.main.get_command(crosearch.cli.app); "
-            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    code = (
+        "import sys, typer.main, crosearch.cli; typer.main.get_command(crosearch.cli.app); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "", f"`crosearch --help` would load {proc.stdout.strip()}"

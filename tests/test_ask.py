@@ -16,8 +16,18 @@ from crosearch.retrieval.local import build_index
 TINY = Path(__file__).parent / "data" / "parallel"
 runner = CliRunner()
 
-FAST = ["--model", "tiny", "--set", "agent.max_new_tokens=6", "--set", "agent.answer_tokens=4",
-        "--set", "agent.max_turns=1", "--set", "crosslingual.strategy=mono"]
+FAST = [
+    "--model",
+    "tiny",
+    "--set",
+    "agent.max_new_tokens=6",
+    "--set",
+    "agent.answer_tokens=4",
+    "--set",
+    "agent.max_turns=1",
+    "--set",
+    "crosslingual.strategy=mono",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +39,9 @@ def index_dir(tmp_path_factory) -> Path:
 
 
 def test_ask_prints_the_trace_and_answer(index_dir):
-    result = runner.invoke(app, ["ask", "What is the capital of Thailand?", "--lang", "en", "--index", str(index_dir),
-                                 *FAST])
+    result = runner.invoke(
+        app, ["ask", "What is the capital of Thailand?", "--lang", "en", "--index", str(index_dir), *FAST]
+    )
     assert result.exit_code == 0, result.output
     assert "question [en]" in result.output and "search-agent" in result.output
     assert "answer" in result.output and "forced answer" in result.output
@@ -38,8 +49,9 @@ def test_ask_prints_the_trace_and_answer(index_dir):
 
 
 def test_ask_json_and_rag_evidence_in_the_detected_language(index_dir):
-    result = runner.invoke(app, ["ask", "เมืองหลวงของประเทศไทยคืออะไร", "--pipeline", "rag-mono", "--json",
-                                 "--index", str(index_dir), *FAST])
+    result = runner.invoke(
+        app, ["ask", "เมืองหลวงของประเทศไทยคืออะไร", "--pipeline", "rag-mono", "--json", "--index", str(index_dir), *FAST]
+    )
     assert result.exit_code == 0, result.output
     trace = json.loads(result.stdout)
     assert trace["lang"] == "th"  # detected among the collection's languages (en, th)
@@ -49,7 +61,8 @@ def test_ask_json_and_rag_evidence_in_the_detected_language(index_dir):
 
 
 def test_ask_bad_input_is_a_clear_error(index_dir):
-    result = runner.invoke(app, ["ask", "What?", "--pipeline", "nope", "--lang", "en", "--index", str(index_dir),
-                                 *FAST])
+    result = runner.invoke(
+        app, ["ask", "What?", "--pipeline", "nope", "--lang", "en", "--index", str(index_dir), *FAST]
+    )
     assert result.exit_code != 0
     assert "unknown pipeline" in str(result.exception)

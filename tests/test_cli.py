@@ -10,8 +10,21 @@ from crosearch.cli.options import resolve_config, with_model_and_retriever
 
 runner = CliRunner()
 # The top-level commands and command groups users and docs rely on.
-COMMANDS = ["data", "serve", "index", "eval", "crosslingual", "ask", "sft", "train", "curve", "model", "quickstart",
-            "report", "bench"]
+COMMANDS = [
+    "data",
+    "serve",
+    "index",
+    "eval",
+    "crosslingual",
+    "ask",
+    "sft",
+    "train",
+    "curve",
+    "model",
+    "quickstart",
+    "report",
+    "bench",
+]
 
 
 def test_version():
@@ -48,7 +61,8 @@ def test_every_command_has_help():
 def test_user_errors_are_one_line_not_tracebacks(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "crosearch.cli", "data", "stats", str(tmp_path / "missing")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -67,8 +81,9 @@ def test_bench_lists_the_scripts_and_rejects_unknown_names():
 
 def test_model_and_retriever_flags_win_over_the_recipe_and_leave_the_rest():
     cfg = resolve_config(None, ["model.name=from-set", "model.adapter=a", "retrieval.index_dir=idx", "retrieval.k=7"])
-    changed = with_model_and_retriever(cfg, model="tiny", adapter=None, index_dir=Path("runs/other"),
-                                       retriever_url="http://127.0.0.1:9")
+    changed = with_model_and_retriever(
+        cfg, model="tiny", adapter=None, index_dir=Path("runs/other"), retriever_url="http://127.0.0.1:9"
+    )
     assert changed.model.name == "tiny" and changed.model.adapter == "a"
     assert changed.retrieval.index_dir == "runs/other" and changed.retrieval.url == "http://127.0.0.1:9"
     assert changed.retrieval.k == 7 and changed.agent == cfg.agent

@@ -8,8 +8,15 @@ import pytest
 
 from crosearch.config import CrossLingualConfig, load_config
 from crosearch.crosslingual.dedup import char_ngrams, deduplicate, jaccard
-from crosearch.crosslingual.integration import (Integrator, IntegrationQuery, TokenCounter, build_integrator,
-                                                render_evidence, EvidencePassage, EvidenceTrace)
+from crosearch.crosslingual.integration import (
+    EvidencePassage,
+    EvidenceTrace,
+    IntegrationQuery,
+    Integrator,
+    TokenCounter,
+    build_integrator,
+    render_evidence,
+)
 from crosearch.crosslingual.translate import CachedTranslator, IdentityTranslator, TranslationCache
 from crosearch.data.formats import load_squad, squad_examples, squad_passages, xquad_dir
 from crosearch.errors import CrosearchError
@@ -110,8 +117,9 @@ def test_exclude_is_honoured_by_every_strategy(retriever, xquad):
     q = _question(xquad, "en")
     copies = frozenset(f"{lang}/{q.paragraph}" for lang in LANGS)
     for strategy in ("mono", "concat", "crosslingual"):
-        integ = Integrator(retriever, CrossLingualConfig(strategy=strategy, token_budget=100_000),
-                           translator=IdentityTranslator())
+        integ = Integrator(
+            retriever, CrossLingualConfig(strategy=strategy, token_budget=100_000), translator=IdentityTranslator()
+        )
         free = integ.gather([IntegrationQuery(q.question, "en")], 3)[0]
         assert f"en/{q.paragraph}" in {p.doc_id for p in free.passages}, strategy
         hidden = integ.gather([IntegrationQuery(q.question, "en", copies)], 3)[0]
@@ -120,8 +128,11 @@ def test_exclude_is_honoured_by_every_strategy(retriever, xquad):
 
 def test_crosslingual_no_native_finds_foreign_copy_marked_supplementary(retriever, xquad):
     q = _question(xquad, "en")
-    integ = Integrator(retriever, CrossLingualConfig(token_budget=100_000, dedup_threshold=1.0, per_lang_k=5),
-                       translator=IdentityTranslator())
+    integ = Integrator(
+        retriever,
+        CrossLingualConfig(token_budget=100_000, dedup_threshold=1.0, per_lang_k=5),
+        translator=IdentityTranslator(),
+    )
     ev = integ.gather([IntegrationQuery(q.question, "en", frozenset({f"en/{q.paragraph}"}))], 10)[0]
     assert set(ev.trace.languages_searched) == set(LANGS)
     foreign = [p for p in ev.passages if p.lang != "en"]
@@ -134,8 +145,11 @@ def test_crosslingual_no_native_finds_foreign_copy_marked_supplementary(retrieve
 def test_crosslingual_drops_parallel_copy_with_trace(retriever, xquad):
     # Latin-script parallel copies share enough names and numbers to be caught untranslated.
     q = _question(xquad, "de")
-    integ = Integrator(retriever, CrossLingualConfig(target_langs=["en"], token_budget=100_000, dedup_threshold=0.3),
-                       translator=IdentityTranslator())
+    integ = Integrator(
+        retriever,
+        CrossLingualConfig(target_langs=["en"], token_budget=100_000, dedup_threshold=0.3),
+        translator=IdentityTranslator(),
+    )
     ev = integ.gather([IntegrationQuery(q.question, "de")], 4)[0]
     assert ev.trace.duplicates, "expected the en copy of a retrieved de paragraph to be dropped"
     for dup in ev.trace.duplicates:
@@ -147,8 +161,9 @@ def test_crosslingual_drops_parallel_copy_with_trace(retriever, xquad):
 def test_token_budget_is_respected_and_cut_at_sentence_boundary(retriever, xquad):
     counter = TokenCounter()  # characters
     for strategy in ("mono", "concat", "crosslingual"):
-        integ = Integrator(retriever, CrossLingualConfig(strategy=strategy, token_budget=700),
-                           translator=IdentityTranslator())
+        integ = Integrator(
+            retriever, CrossLingualConfig(strategy=strategy, token_budget=700), translator=IdentityTranslator()
+        )
         queries = [IntegrationQuery(_question(xquad, lang, 3).question, lang) for lang in LANGS]
         for ev in integ.gather(queries, 3):
             assert counter(ev.body) <= 700 and ev.trace.tokens == counter(ev.body)
@@ -180,8 +195,15 @@ def test_cached_translator_in_the_loop(retriever, xquad, tmp_path: Path):
 
 
 def test_config_builds_integrator_and_rejects_bad_values(retriever):
-    config = load_config(None, ["crosslingual.strategy=crosslingual", "crosslingual.translator=none",
-                                "crosslingual.target_langs=[en]", "crosslingual.token_budget=300"])
+    config = load_config(
+        None,
+        [
+            "crosslingual.strategy=crosslingual",
+            "crosslingual.translator=none",
+            "crosslingual.target_langs=[en]",
+            "crosslingual.token_budget=300",
+        ],
+    )
     integ = build_integrator(config, retriever)
     assert integ.strategy == "crosslingual" and integ.token_budget == 300
     assert integ._languages_for("de") == ["de", "en"]

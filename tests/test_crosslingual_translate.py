@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 
 from crosearch.crosslingual.languages import FEW_SHOT
-from crosearch.crosslingual.translate import (CachedTranslator, IdentityTranslator, Seq2SeqTranslator,
-                                              TranslationCache, build_prompt, clean_generation, is_repetitive,
-                                              seq2seq_family, seq2seq_lang_code, strip_leaked_examples)
+from crosearch.crosslingual.translate import (
+    CachedTranslator,
+    IdentityTranslator,
+    Seq2SeqTranslator,
+    TranslationCache,
+    build_prompt,
+    clean_generation,
+    is_repetitive,
+    seq2seq_family,
+    seq2seq_lang_code,
+    strip_leaked_examples,
+)
 from crosearch.errors import CrosearchError
 
 
@@ -127,10 +136,21 @@ def tiny_marian(tmp_path_factory) -> Path:
     tok.train_from_iterator(list(FEW_SHOT["en"]) + list(FEW_SHOT["de"]), trainer)
     tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    config = MarianConfig(vocab_size=fast.vocab_size, d_model=16, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                          decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                          decoder_start_token_id=0, forced_eos_token_id=1)
+    config = MarianConfig(
+        vocab_size=fast.vocab_size,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_eos_token_id=1,
+    )
     out = tmp_path_factory.mktemp("tiny-marian")
     fast.save_pretrained(out)
     MarianMTModel(config).save_pretrained(out)

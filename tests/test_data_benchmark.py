@@ -67,8 +67,9 @@ def test_no_article_in_both_splits(gap):
     train_articles = {q.article for q in gap.train}
     test_articles = {q.article for q in gap.test}
     assert train_articles and test_articles and not train_articles & test_articles
-    assert sorted(train_articles | test_articles) == sorted(gap.meta["splits"]["train_articles"]
-                                                            + gap.meta["splits"]["test_articles"])
+    assert sorted(train_articles | test_articles) == sorted(
+        gap.meta["splits"]["train_articles"] + gap.meta["splits"]["test_articles"]
+    )
     assert len(test_articles) == 24  # test_fraction 0.5 of 48 articles
 
 
@@ -129,8 +130,23 @@ def test_stats_add_up(gap, tmp_path):
 
 def test_thai_by_path_end_to_end(tmp_path):
     out = tmp_path / "bench"
-    result = runner.invoke(app, ["data", "build", "--source", str(TINY), "--setting", "no-native", "--seed", "1",
-                                 "--out", str(out), "--set", "data.test_fraction=0.5"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "build",
+            "--source",
+            str(TINY),
+            "--setting",
+            "no-native",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--set",
+            "data.test_fraction=0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     bench = load_benchmark(out)
     assert bench.languages == ["en", "th"]
@@ -151,8 +167,10 @@ def test_cli_flags_override_config(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("data:\n  setting: full\n  passages: paragraph\n", encoding="utf-8")
     out = tmp_path / "b"
-    result = runner.invoke(app, ["data", "build", "-c", str(recipe), "--setting", "gap", "--langs", "en,zh",
-                                 "--seed", "2", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["data", "build", "-c", str(recipe), "--setting", "gap", "--langs", "en,zh", "--seed", "2", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     assert meta["config"]["setting"] == "gap" and meta["config"]["passages"] == "paragraph"
@@ -213,8 +231,11 @@ def test_cli_reports_user_errors_without_traceback(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "crosearch.cli", "data", "build", "--out", str(tmp_path / "o"),
-                           "--setting", "partial"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "data", "build", "--out", str(tmp_path / "o"), "--setting", "partial"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "data.setting" in proc.stderr and "'gap'" in proc.stderr and "partial" in proc.stderr
     assert not (tmp_path / "o").exists()

@@ -114,11 +114,24 @@ def test_xor_tydi_sample():
 
 
 def test_corpus_and_qa_round_trip(tmp_path):
-    passages = [Passage("de/x-a00-p00", "de", "Titel", "Ein Text.", "x-a00", "x-a00-p00"),
-                Passage("th/1", "th", "", "ข้อความ")]
-    questions = [QAExample("q1/de", "de", "Wer?", ["Er"], group="q1", paragraph="x-a00-p00",
-                           exclude=["de/x-a00-p00"], answer_passages=["de/x-a00-p00"], native_available=False),
-                 QAExample("q2", "th", "ใคร", ["เขา"])]
+    passages = [
+        Passage("de/x-a00-p00", "de", "Titel", "Ein Text.", "x-a00", "x-a00-p00"),
+        Passage("th/1", "th", "", "ข้อความ"),
+    ]
+    questions = [
+        QAExample(
+            "q1/de",
+            "de",
+            "Wer?",
+            ["Er"],
+            group="q1",
+            paragraph="x-a00-p00",
+            exclude=["de/x-a00-p00"],
+            answer_passages=["de/x-a00-p00"],
+            native_available=False,
+        ),
+        QAExample("q2", "th", "ใคร", ["เขา"]),
+    ]
     assert write_corpus(tmp_path / "c.jsonl", passages) == 2
     assert write_qa(tmp_path / "q.jsonl", questions) == 2
     assert read_corpus(tmp_path / "c.jsonl") == passages
@@ -150,8 +163,10 @@ def test_bad_json_line_names_file_and_line(tmp_path):
 
 
 def test_missing_field_names_it(tmp_path):
-    path = _write(tmp_path / "qa.jsonl", ['{"id": "a", "lang": "en", "question": "q", "answers": ["x"]}',
-                                          '{"id": "b", "lang": "en", "answers": ["x"]}'])
+    path = _write(
+        tmp_path / "qa.jsonl",
+        ['{"id": "a", "lang": "en", "question": "q", "answers": ["x"]}', '{"id": "b", "lang": "en", "answers": ["x"]}'],
+    )
     err = _error(read_qa, path)
     assert (err.line, err.field) == (2, "question")
     assert "qa.jsonl, line 2, field 'question'" in str(err) and "missing" in str(err)
@@ -222,7 +237,12 @@ def test_mkqa_malformed(tmp_path):
 
 
 def test_xor_tydi_malformed(tmp_path):
-    path = _write(tmp_path / "xor.jsonl", ['{"id": "1", "question": "q", "answers": ["a"], "lang": "fi"}',
-                                           '{"id": "2", "question": "q", "answers": ["a"]}'])
+    path = _write(
+        tmp_path / "xor.jsonl",
+        [
+            '{"id": "1", "question": "q", "answers": ["a"], "lang": "fi"}',
+            '{"id": "2", "question": "q", "answers": ["a"]}',
+        ],
+    )
     err = _error(load_xor_tydi, path)
     assert (err.line, err.field) == (2, "lang") and "xor.jsonl" in str(err)

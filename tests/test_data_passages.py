@@ -5,8 +5,10 @@ from crosearch.types import Passage
 
 
 def test_english_abbreviations_initials_and_decimals():
-    text = ("Dr. Smith joined the U.S. Army in 1942. He earned 3.5 million dollars! Why? "
-            "J. R. R. Tolkien wrote it, e.g. in Oxford. The end")
+    text = (
+        "Dr. Smith joined the U.S. Army in 1942. He earned 3.5 million dollars! Why? "
+        "J. R. R. Tolkien wrote it, e.g. in Oxford. The end"
+    )
     assert split_sentences(text) == [
         "Dr. Smith joined the U.S. Army in 1942.",
         "He earned 3.5 million dollars!",
@@ -22,7 +24,12 @@ def test_quotes_close_a_sentence_and_lowercase_continues_it():
 
 def test_chinese_needs_no_space():
     text = "过去，体罚是最常见的课堂纪律之一。大部分西方国家已经禁止！为什么？因为它有害"
-    assert split_sentences(text) == ["过去，体罚是最常见的课堂纪律之一。", "大部分西方国家已经禁止！", "为什么？", "因为它有害"]
+    assert split_sentences(text) == [
+        "过去，体罚是最常见的课堂纪律之一。",
+        "大部分西方国家已经禁止！",
+        "为什么？",
+        "因为它有害",
+    ]
 
 
 def test_hindi_danda_with_and_without_space():
@@ -37,8 +44,7 @@ def test_arabic_question_mark_and_period():
 
 def test_thai_spaces_end_sentences_but_not_before_abbreviations():
     text = "กรุงเทพมหานครเป็นเมืองหลวง แม่น้ำเจ้าพระยาไหลผ่านเมือง ก่อตั้งในปี พ.ศ. 2325"
-    assert split_sentences(text) == ["กรุงเทพมหานครเป็นเมืองหลวง", "แม่น้ำเจ้าพระยาไหลผ่านเมือง",
-                                     "ก่อตั้งในปี พ.ศ. 2325"]
+    assert split_sentences(text) == ["กรุงเทพมหานครเป็นเมืองหลวง", "แม่น้ำเจ้าพระยาไหลผ่านเมือง", "ก่อตั้งในปี พ.ศ. 2325"]
 
 
 def test_no_text_is_lost():
@@ -65,6 +71,8 @@ def test_paragraph_to_passages_windows_are_exact_slices():
     windows = paragraph_to_passages(base, "sentences", 3, 2)
     assert [w.id for w in windows] == ["en/x-a00-p00/w0", "en/x-a00-p00/w1"]
     assert [w.text for w in windows] == ["A one. B two. C three.", "C three. D four. E five."]
-    assert all(w.text in base.text and (w.lang, w.title, w.article, w.paragraph) == ("en", "T", "x-a00", "x-a00-p00")
-               for w in windows)
+    assert all(
+        w.text in base.text and (w.lang, w.title, w.article, w.paragraph) == ("en", "T", "x-a00", "x-a00-p00")
+        for w in windows
+    )
     assert paragraph_to_passages(base, "paragraph") == [base]

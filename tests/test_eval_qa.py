@@ -49,15 +49,26 @@ def policy() -> Policy:
 
 
 def make_config(tmp_path: Path, *extra: str):
-    return load_config(None, [
-        "agent.max_new_tokens=6", "agent.answer_tokens=4", "agent.max_turns=2", "agent.max_total_tokens=1024",
-        "crosslingual.strategy=mono", f"crosslingual.cache_path={tmp_path / 'tcache.sqlite'}",
-        "eval.batch_size=4", "metrics.lang_detector=low", *extra])
+    return load_config(
+        None,
+        [
+            "agent.max_new_tokens=6",
+            "agent.answer_tokens=4",
+            "agent.max_turns=2",
+            "agent.max_total_tokens=1024",
+            "crosslingual.strategy=mono",
+            f"crosslingual.cache_path={tmp_path / 'tcache.sqlite'}",
+            "eval.batch_size=4",
+            "metrics.lang_detector=low",
+            *extra,
+        ],
+    )
 
 
 def evaluate(tmp_path, bench_dir, pipeline, policy, retriever, per_lang=2, out=None, **kw):
-    run = QARun(pipeline=pipeline, benchmark=bench_dir, out_dir=out or tmp_path / pipeline,
-                per_lang=per_lang, langs=LANGS)
+    run = QARun(
+        pipeline=pipeline, benchmark=bench_dir, out_dir=out or tmp_path / pipeline, per_lang=per_lang, langs=LANGS
+    )
     metrics = run_qa_eval(run, make_config(tmp_path), policy=policy, retriever=retriever, progress=False, **kw)
     return run, metrics
 
@@ -73,8 +84,16 @@ def test_each_pipeline_writes_predictions_and_metrics(name, tmp_path, bench_dir,
     assert all(r["trace"]["turns"] and r["trace"]["turns"][-1]["action"] == "answer" for r in records)
     saved = json.loads((run.out_dir / "metrics.json").read_text())
     assert saved["n"] == 6 and saved["pipeline"] == name
-    assert saved["strategy"] == {"direct": None, "rag-mono": "mono", "rag-concat": "concat",
-                                 "rag-crosslingual": "crosslingual", "search-agent": "mono"}[name]
+    assert (
+        saved["strategy"]
+        == {
+            "direct": None,
+            "rag-mono": "mono",
+            "rag-concat": "concat",
+            "rag-crosslingual": "crosslingual",
+            "search-agent": "mono",
+        }[name]
+    )
     assert {lang: v["n"] for lang, v in saved["per_language"].items()} == {lang: 2 for lang in LANGS}
     assert saved["macro"]["n"] == 6 and 0.0 <= saved["macro"]["f1"] <= 1.0
     if name == "direct":
@@ -84,7 +103,11 @@ def test_each_pipeline_writes_predictions_and_metrics(name, tmp_path, bench_dir,
     # Cost per question: each retrieval's evidence tokens (as the integration counted them) and wall time.
     for r in records:
         blocks = r["trace"]["prompt_evidence"] + [t["evidence"] for t in r["trace"]["turns"] if "evidence" in t]
-        assert r["retrievals"] == len(blocks) == (0 if name == "direct" else 1 if name.startswith("rag") else r["searches"])
+        assert (
+            r["retrievals"]
+            == len(blocks)
+            == (0 if name == "direct" else 1 if name.startswith("rag") else r["searches"])
+        )
         assert r["evidence_tokens"] == sum(b["trace"]["tokens"] for b in blocks)
         assert r["seconds"] > 0
     if name.startswith("rag"):

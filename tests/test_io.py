@@ -4,8 +4,15 @@ import json
 import pytest
 
 from crosearch.errors import DataFormatError
-from crosearch.io import (atomic_dir, atomic_open, read_json, read_jsonl, remove_stale_temp_dirs, temp_dir_prefix,
-                         write_jsonl)
+from crosearch.io import (
+    atomic_dir,
+    atomic_open,
+    read_json,
+    read_jsonl,
+    remove_stale_temp_dirs,
+    temp_dir_prefix,
+    write_jsonl,
+)
 
 
 def test_atomic_open_leaves_old_file_when_interrupted(tmp_path):
@@ -121,7 +128,7 @@ def test_atomic_dir_keeps_a_named_staging_directory_for_resuming(tmp_path):
 def test_stale_temp_dirs_of_killed_writes_are_found_and_removed(tmp_path):
     final = tmp_path / "cache"
     with pytest.raises(RuntimeError):
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final):
             raise RuntimeError
     killed = tmp_path / f"{temp_dir_prefix(final)}abc"
     killed.mkdir()

@@ -35,12 +35,17 @@ def load_xquad(lang: str) -> list[tuple[str, str, int]]:
     """(context, answer text, answer start) for every question of one XQuAD language."""
     with gzip.open(str(XQUAD / f"xquad.{lang}.json.gz"), "rt", encoding="utf-8") as handle:
         data = json.load(handle)
-    return [(p["context"], a["text"], a["answer_start"])
-            for article in data["data"] for p in article["paragraphs"]
-            for q in p["qas"] for a in q["answers"]]
+    return [
+        (p["context"], a["text"], a["answer_start"])
+        for article in data["data"]
+        for p in article["paragraphs"]
+        for q in p["qas"]
+        for a in q["answers"]
+    ]
 
 
 # --- the official SQuAD v1.1 evaluate script's logic, re-implemented as the reference ---
+
 
 def squad_normalize_answer(s):
     def remove_articles(text):
@@ -75,7 +80,8 @@ def squad_exact_match_score(prediction, ground_truth):
 # --- the official MLQA evaluate script's logic (mlqa_evaluation_v1.py), re-implemented ---
 
 MLQA_PUNCT = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")}.union(
-    string.punctuation)
+    string.punctuation
+)
 MLQA_WHITESPACE_LANGS = ["en", "es", "hi", "vi", "de", "ar"]
 MLQA_MIXED_SEGMENTATION_LANGS = ["zh"]
 
@@ -157,7 +163,7 @@ def make_pairs(lang: str, n: int = 300, seed: int = 0) -> list[tuple[str, str]]:
             pred = gold[:cut] if cut > 0 else gold[: max(1, len(gold) - 2)]
         elif kind == 4:  # an unrelated stretch of the same context
             a = rng.randrange(0, max(1, len(context) - 20))
-            pred = context[a:a + rng.randint(3, 40)]
+            pred = context[a : a + rng.randint(3, 40)]
         else:  # case, punctuation and article noise around the exact answer
             pred = rng.choice(["The ", "", "« ", "("]) + gold.upper() + rng.choice([".", "!", ")", " ,", ""])
         pairs.append((pred, gold))
@@ -166,10 +172,10 @@ def make_pairs(lang: str, n: int = 300, seed: int = 0) -> list[tuple[str, str]]:
 
 def _widen(context: str, start: int, end: int, left: int, right: int, unit: str) -> str:
     if unit == "char":
-        return context[max(0, start - left):end + right]
+        return context[max(0, start - left) : end + right]
     before = context[:start].split(" ")
     after = context[end:].split(" ")
-    prefix = " ".join(before[len(before) - left:]) if left else ""
+    prefix = " ".join(before[len(before) - left :]) if left else ""
     suffix = " ".join(after[: right + 1])
     return (prefix + context[start:end] + suffix).strip()
 
@@ -181,6 +187,7 @@ def _has_unicode_punct(text: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # hand-checked cases, one block per language
 # --------------------------------------------------------------------------------------------
+
 
 def test_english_articles_case_punctuation():
     assert normalize_answer("The Denver Broncos!", "en") == "denver broncos"
@@ -286,6 +293,7 @@ def test_max_over_golds_and_input_errors():
 # agreement with the official scripts on XQuAD
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("lang", ["en", "de", "zh", "es", "hi", "vi", "ru", "ar"])
 def test_xquad_gold_answers_match_themselves(lang):
     golds = [gold for _, gold, _ in load_xquad(lang)]
@@ -386,6 +394,7 @@ def test_language_match_config_is_used():
 # --------------------------------------------------------------------------------------------
 # scores and aggregation
 # --------------------------------------------------------------------------------------------
+
 
 def test_score_prediction_and_aggregate():
     de = score_prediction(GERMAN, ["Rhein"], "de")

@@ -17,8 +17,18 @@ from typer.testing import CliRunner
 
 from crosearch.config import ModelConfig
 from crosearch.errors import ConfigError, CrosearchError
-from crosearch.models import (MARKER, TOKENIZER_DIR, _bundled_source, build_tiny_model, has_fast_bf16,
-                              is_complete, load_policy, load_tokenizer, resolve_device, resolve_dtype)
+from crosearch.models import (
+    MARKER,
+    TOKENIZER_DIR,
+    _bundled_source,
+    build_tiny_model,
+    has_fast_bf16,
+    is_complete,
+    load_policy,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+)
 
 # Token ids of real text as the GGUF tokenizer gives them (read once with AutoTokenizer(gguf_file=...)).
 GGUF_IDS = {
@@ -90,15 +100,17 @@ def test_lora_adapter_loads_on_top(tiny, tmp_path: Path):
 
     # init_lora_weights=False draws B at random, so the adapter really changes the outputs.
     torch.manual_seed(3)
-    trained = get_peft_model(build_tiny_model(tiny.tokenizer),
-                             LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                        init_lora_weights=False))
+    trained = get_peft_model(
+        build_tiny_model(tiny.tokenizer),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     trained.save_pretrained(tmp_path / "adapter")
     expected = _logits(trained, tiny.tokenizer)
 
     # float32 explicitly: "auto" picks bf16 on CPUs with AMX, and the reference logits are fp32.
-    loaded = load_policy(ModelConfig(name="tiny", adapter=str(tmp_path / "adapter"), dtype="float32"),
-                         show_progress=False)
+    loaded = load_policy(
+        ModelConfig(name="tiny", adapter=str(tmp_path / "adapter"), dtype="float32"), show_progress=False
+    )
     assert not isinstance(loaded.model, PeftModel)  # frozen adapters are merged for inference
     assert loaded.info.adapter == str(tmp_path / "adapter") and loaded.info.trainable_parameters == 0
     got = _logits(loaded.model, loaded.tokenizer)
@@ -137,7 +149,7 @@ def test_cli_info_reports_the_tiny_model():
 
     result = CliRunner().invoke(app, ["info", "--model", "tiny", "--json"])
     assert result.exit_code == 0, result.output
-    facts = json.loads(result.output[result.output.index("{"):])
+    facts = json.loads(result.output[result.output.index("{") :])
     assert facts["name"] == "tiny" and facts["vocab_size"] == 262144 and facts["num_layers"] == 2
     table = CliRunner().invoke(app, ["info", "--set", "model.name=tiny", "--set", "model.dtype=bfloat16"])
     assert table.exit_code == 0, table.output
@@ -215,6 +227,6 @@ def test_bundled_converts_once_then_loads_from_cache(tmp_path: Path):
     prompt = tokenizer("Question: What is the capital of France?\nAnswer:", return_tensors="pt")
     with torch.no_grad():
         out = policy.model.generate(**prompt, max_new_tokens=8, do_sample=False)
-    text = tokenizer.decode(out[0, prompt.input_ids.shape[1]:], skip_special_tokens=True)
+    text = tokenizer.decode(out[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
     print(f"generated: {text!r}")
     assert "Paris" in text

@@ -14,21 +14,27 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
-from test_eval_qa import make_config
 from typer.testing import CliRunner
 
 from crosearch.agent.backends import TeacherForcedBackend
 from crosearch.agent.pipelines import Policy, load_policy_backend
 from crosearch.cli import app
 from crosearch.config import DataConfig, ModelConfig
+from crosearch.data.benchmark import build_benchmark, load_benchmark, write_benchmark
 from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.eval.html_report import PAGE, write_page
 from crosearch.eval.qa import PREDICTIONS, QARun, read_predictions, run_qa_eval
-from crosearch.eval.report import (build_report, difference_cell, estimate_cell, print_report, report_figures,
-                                   report_markdown)
+from crosearch.eval.report import (
+    build_report,
+    difference_cell,
+    estimate_cell,
+    print_report,
+    report_figures,
+    report_markdown,
+)
 from crosearch.eval.stats import paired_differences, run_intervals
-from crosearch.data.benchmark import build_benchmark, load_benchmark, write_benchmark
 from crosearch.retrieval.local import LocalRetriever, build_index
+from test_eval_qa import make_config
 
 LANGS = ["en", "de", "zh"]
 RIGHT_LANGS = ("en", "de")  # the gold-trajectory agent answers these correctly, zh wrongly
@@ -37,12 +43,19 @@ PER_LANG = 4
 
 def _records(values: dict[str, list[float]], metric: str = "f1") -> list[dict]:
     """Prediction records as predictions.jsonl holds them (only the fields the statistics read)."""
-    return [{"id": f"q{i}/{lang}", "lang": lang, "scores": {"em": 0.0, "f1": 0.0, "char3": 0.0, "lang_match": None,
-                                                              metric: float(v)}}
-            for lang, vs in values.items() for i, v in enumerate(vs)]
+    return [
+        {
+            "id": f"q{i}/{lang}",
+            "lang": lang,
+            "scores": {"em": 0.0, "f1": 0.0, "char3": 0.0, "lang_match": None, metric: float(v)},
+        }
+        for lang, vs in values.items()
+        for i, v in enumerate(vs)
+    ]
 
 
 # ---- statistics ----
+
 
 def test_percentile_intervals_agree_with_scipy_bootstrap():
     rng = np.random.default_rng(7)
@@ -50,10 +63,14 @@ def test_percentile_intervals_agree_with_scipy_bootstrap():
     em = {"en": (rng.random(80) < 0.3).astype(float).tolist()}
     ours = run_intervals("a", _records(f1), ["f1"], resamples=20000, seed=1).metrics["f1"]
     ours_em = run_intervals("a", _records(em, "em"), ["em"], resamples=20000, seed=1).metrics["em"]
-    for lang, values, mine in [("en", f1["en"], ours["en"]), ("de", f1["de"], ours["de"]),
-                               ("en", em["en"], ours_em["en"])]:
-        ref = scipy_stats.bootstrap((np.array(values),), np.mean, method="percentile", n_resamples=20000,
-                                    random_state=0).confidence_interval
+    for lang, values, mine in [
+        ("en", f1["en"], ours["en"]),
+        ("de", f1["de"], ours["de"]),
+        ("en", em["en"], ours_em["en"]),
+    ]:
+        ref = scipy_stats.bootstrap(
+            (np.array(values),), np.mean, method="percentile", n_resamples=20000, random_state=0
+        ).confidence_interval
         assert mine.value == pytest.approx(np.mean(values))
         # Monte Carlo error of a 2.5% quantile over 20000 resamples is well below 0.01 here.
         assert mine.low == pytest.approx(ref.low, abs=0.01) and mine.high == pytest.approx(ref.high, abs=0.01), lang
@@ -65,10 +82,21 @@ def test_paired_differences_agree_with_scipy_paired_bootstrap():
     rng = np.random.default_rng(3)
     base = rng.random(60)
     better = np.clip(base + rng.normal(0.05, 0.1, 60), 0, 1)
-    diff = paired_differences(("b", _records({"en": better.tolist()})), ("a", _records({"en": base.tolist()})),
-                              ["f1"], resamples=20000, seed=0).metrics["f1"]["en"]
-    ref = scipy_stats.bootstrap((better, base), lambda x, y: np.mean(x) - np.mean(y), paired=True,
-                                method="percentile", n_resamples=20000, random_state=0).confidence_interval
+    diff = paired_differences(
+        ("b", _records({"en": better.tolist()})),
+        ("a", _records({"en": base.tolist()})),
+        ["f1"],
+        resamples=20000,
+        seed=0,
+    ).metrics["f1"]["en"]
+    ref = scipy_stats.bootstrap(
+        (better, base),
+        lambda x, y: np.mean(x) - np.mean(y),
+        paired=True,
+        method="percentile",
+        n_resamples=20000,
+        random_state=0,
+    ).confidence_interval
     assert diff.value == pytest.approx(np.mean(better) - np.mean(base))
     assert diff.low == pytest.approx(ref.low, abs=0.005) and diff.high == pytest.approx(ref.high, abs=0.005)
     assert 0.9 < diff.above_zero <= 1.0 and diff.n == 60
@@ -82,6 +110,7 @@ def test_resampling_is_seeded():
 
 
 # ---- real runs ----
+
 
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory) -> Path:
@@ -111,9 +140,10 @@ def runs(bench_dir, tmp_path_factory) -> dict[str, Path]:
     forced = Policy(policy.model, policy.tokenizer, TeacherForcedBackend(policy.model, policy.tokenizer, respond))
     out = {}
     for name, pipeline, backend, per_lang, extra in [
-            ("direct", "direct", policy, PER_LANG, []),
-            ("direct-small", "direct", policy, PER_LANG // 2, []),
-            ("agent", "search-agent", forced, PER_LANG, ["crosslingual.strategy=concat", "agent.max_new_tokens=64"])]:
+        ("direct", "direct", policy, PER_LANG, []),
+        ("direct-small", "direct", policy, PER_LANG // 2, []),
+        ("agent", "search-agent", forced, PER_LANG, ["crosslingual.strategy=concat", "agent.max_new_tokens=64"]),
+    ]:
         run = QARun(pipeline=pipeline, benchmark=bench_dir, out_dir=root / name, per_lang=per_lang, langs=LANGS)
         run_qa_eval(run, make_config(root, *extra), policy=backend, retriever=retriever, progress=False)
         out[name] = run.out_dir
@@ -133,8 +163,9 @@ def test_point_estimates_are_the_metrics_json_numbers(runs):
 def test_paired_differences_and_the_three_views_print_the_same_numbers(runs):
     from rich.console import Console
 
-    report = build_report([runs["direct"], runs["agent"]], ["em", "f1", "n"], baseline=runs["direct"],
-                          resamples=300, seed=3)
+    report = build_report(
+        [runs["direct"], runs["agent"]], ["em", "f1", "n"], baseline=runs["direct"], resamples=300, seed=3
+    )
     assert report.baseline == "direct" and not report.warnings
     (comparison,) = report.comparisons
     assert comparison.run == "agent" and comparison.shared == PER_LANG * len(LANGS)
@@ -149,7 +180,7 @@ def test_paired_differences_and_the_three_views_print_the_same_numbers(runs):
     print_report(report, console)
     terminal = console.export_text()
     agent = next(r for r in data["runs"] if r["label"] == "agent")
-    for lang, est in agent["metrics"]["f1"].items():
+    for _lang, est in agent["metrics"]["f1"].items():
         cell = estimate_cell(SimpleNamespace(**est), True)
         assert f"| {cell} |" in markdown or f"| **{cell}** |" in markdown
         assert cell in terminal
@@ -172,10 +203,30 @@ def test_cli_writes_json_plots_and_page(runs, tmp_path):
     grpo = tmp_path / "grpo"  # a finished training run: its summary.json holds the trainer's log history
     grpo.mkdir()
     (grpo / "summary.json").write_text(json.dumps({"log_history": [{"step": s, "reward": 0.1 * s} for s in (1, 2, 3)]}))
-    result = CliRunner().invoke(app, [
-        "report", str(runs["direct"]), str(runs["agent"]), "--baseline", str(runs["direct"]), "--metrics", "em,f1",
-        "--resamples", "200", "--format", "json", "--out", str(tmp_path / "r.json"),
-        "--html", str(tmp_path / "html"), "--plots", str(tmp_path / "plots"), "--training", str(grpo)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(runs["direct"]),
+            str(runs["agent"]),
+            "--baseline",
+            str(runs["direct"]),
+            "--metrics",
+            "em,f1",
+            "--resamples",
+            "200",
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "r.json"),
+            "--html",
+            str(tmp_path / "html"),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--training",
+            str(grpo),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert data["resamples"] == 200 and data["baseline"] == "direct" and data["comparisons"][0]["run"] == "agent"
@@ -197,12 +248,20 @@ def test_missing_predictions_is_a_clear_error(runs, tmp_path):
         build_report([only_metrics], ["f1"])
     (only_metrics / PREDICTIONS).unlink()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-m", "crosearch.cli", "report", str(only_metrics), "--html",
-                           str(tmp_path / "h")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "report", str(only_metrics), "--html", str(tmp_path / "h")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and PREDICTIONS in proc.stderr
     # Point estimates alone still come from metrics.json.
-    proc = subprocess.run([sys.executable, "-m", "crosearch.cli", "report", str(only_metrics), "--resamples", "0"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "report", str(only_metrics), "--resamples", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0 and "| **macro** |" in proc.stdout
 
 
@@ -216,6 +275,7 @@ def test_training_curves_join_the_figures(runs):
 
 # ---- the page in a real browser ----
 
+
 def _chromium() -> str:
     path = os.environ.get("CROSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
@@ -224,7 +284,9 @@ def _chromium() -> str:
 
 
 def test_page_in_headless_chromium(runs, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
     executable = _chromium()
     report = build_report([runs["agent"], runs["direct"]], ["em", "f1"], baseline=runs["direct"], resamples=100)
     page_path = write_page(report, tmp_path / "html", report_figures(report))

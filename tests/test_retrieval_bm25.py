@@ -57,7 +57,8 @@ def test_robertson_matches_rank_bm25_okapi_up_to_k1_plus_1(corpus):
         top_theirs = [int(i) for i in np.argsort(-theirs, kind="stable")[:5] if theirs[i] > 0]
         top_mine = [pos for pos, _ in ours.search_tokens([terms], 5)[0]]
         assert set(top_mine[:3]) == set(top_theirs[:3]) or np.allclose(
-            sorted(theirs[top_mine[:3]]), sorted(theirs[top_theirs[:3]]))
+            sorted(theirs[top_mine[:3]]), sorted(theirs[top_theirs[:3]])
+        )
         checked += 1
     assert checked >= 40
 
@@ -126,5 +127,5 @@ def test_batched_search_equals_bm25s_scores(corpus, method):
         ids = [index.model.vocab_dict[t] for t in query if t in index.model.vocab_dict]
         expected = np.asarray(index.model.get_scores(ids), dtype=np.float64)
         got = np.array([s for _, s in hits])
-        np.testing.assert_allclose(got, np.sort(expected)[::-1][:len(hits)], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, np.sort(expected)[::-1][: len(hits)], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(expected[[d for d, _ in hits]], got, rtol=1e-5, atol=1e-5)

@@ -12,8 +12,13 @@ from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
 from crosearch.types import Passage, SearchQuery
 
 TEXTS = {
-    "en": ["the moon landing in 1969", "the nile river flows north", "tea is a hot drink",
-           "ice covers antarctica", "rome was not built in a day"],
+    "en": [
+        "the moon landing in 1969",
+        "the nile river flows north",
+        "tea is a hot drink",
+        "ice covers antarctica",
+        "rome was not built in a day",
+    ],
     "de": ["die mondlandung 1969", "der nil fliesst nach norden", "tee ist ein heisses getraenk"],
 }
 
@@ -28,18 +33,33 @@ def make_tiny_model(directory: Path) -> Path:
 
     words = sorted({w for texts in TEXTS.values() for t in texts for w in t.split()})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys([*specials, *words, *"abcdefghijklmnopqrstuvwxyz0123456789"]))}
+    vocab = {
+        token: i for i, token in enumerate(dict.fromkeys([*specials, *words, *"abcdefghijklmnopqrstuvwxyz0123456789"]))
+    }
     backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
-                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     bert_dir = directory / "bert"
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     transformer = models.Transformer(str(bert_dir), max_seq_length=32)
@@ -51,8 +71,11 @@ def make_tiny_model(directory: Path) -> Path:
 
 
 def passages() -> list[Passage]:
-    return [Passage(id=f"{lang}-{i}", lang=lang, title="", text=t, paragraph=f"p{i}")
-            for lang, texts in TEXTS.items() for i, t in enumerate(texts)]
+    return [
+        Passage(id=f"{lang}-{i}", lang=lang, title="", text=t, paragraph=f"p{i}")
+        for lang, texts in TEXTS.items()
+        for i, t in enumerate(texts)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +121,12 @@ def test_dense_unit_is_reused_when_only_bm25_settings_change(tmp_path, model_dir
     out = tmp_path / "index"
     build_index(passages(), out, IndexSettings(dense_model=str(model_dir)), progress=False)
     before = np.fromfile(out / "dense" / "en" / "index.faiss", dtype=np.uint8)
-    report = build_index(passages(), out, IndexSettings(dense_model=str(model_dir), bm25=IndexSettings().bm25.__class__(k1=1.2)),
-                         progress=False)
+    report = build_index(
+        passages(),
+        out,
+        IndexSettings(dense_model=str(model_dir), bm25=IndexSettings().bm25.__class__(k1=1.2)),
+        progress=False,
+    )
     assert "dense/en" in report.reused and "bm25/en" in report.built
     assert np.array_equal(before, np.fromfile(out / "dense" / "en" / "index.faiss", dtype=np.uint8))
 

@@ -54,8 +54,10 @@ def test_no_native_exclusion_hides_the_own_language_copy(xquad):
     native_ids = {p.paragraph: {} for p in bench.collection}
     for p in bench.collection:
         native_ids[p.paragraph][p.lang] = p.id
-    hidden = [QAExample(q.id, q.lang, q.question, q.answers, paragraph=q.paragraph,
-                        exclude=[native_ids[q.paragraph][q.lang]]) for q in questions]
+    hidden = [
+        QAExample(q.id, q.lang, q.question, q.answers, paragraph=q.paragraph, exclude=[native_ids[q.paragraph][q.lang]])
+        for q in questions
+    ]
     report = evaluate_retrieval(retriever, hidden, ks=[5], progress=False)
     # Own language only, with the gold copy hidden: nothing left to find.
     assert report.scopes["mono"]["avg"].recall[5] == 0.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,26 +19,37 @@ from crosearch.types import Passage, SearchQuery
 
 # Two parallel "paragraphs" (p-moon, p-nile) plus distractors, in four languages.
 TEXTS = {
-    "en": {"p-moon": "Apollo 11 landed on the Moon in 1969; Neil Armstrong was the first person to walk on it.",
-           "p-nile": "The Nile is a major river in Africa that flows north into the Mediterranean Sea.",
-           "p-tea": "Tea is an aromatic beverage prepared by pouring hot water over cured tea leaves.",
-           "p-ice": "Antarctica is covered by an ice sheet that holds most of the fresh water on Earth."},
-    "de": {"p-moon": "Apollo 11 landete 1969 auf dem Mond; Neil Armstrong betrat ihn als erster Mensch.",
-           "p-nile": "Der Nil ist ein großer Fluss in Afrika, der nach Norden ins Mittelmeer fließt.",
-           "p-tea": "Tee ist ein aromatisches Getränk, das mit heißem Wasser aus Teeblättern bereitet wird."},
-    "zh": {"p-moon": "阿波罗11号于1969年登陆月球，尼尔·阿姆斯特朗是第一个在月球上行走的人。",
-           "p-nile": "尼罗河是非洲的一条主要河流，向北流入地中海。",
-           "p-tea": "茶是一种用热水冲泡茶叶制成的芳香饮料。"},
-    "th": {"p-moon": "ยานอะพอลโล 11 ลงจอดบนดวงจันทร์ในปี 1969",
-           "p-nile": "แม่น้ำไนล์เป็นแม่น้ำสายสำคัญในทวีปแอฟริกา ไหลไปทางเหนือลงสู่ทะเลเมดิเตอร์เรเนียน",
-           "p-tea": "ชาเป็นเครื่องดื่มที่มีกลิ่นหอม ชงด้วยน้ำร้อน",
-           "p-phuket": "ภูเก็ตเป็นเกาะที่ใหญ่ที่สุดของประเทศไทย ตั้งอยู่ในทะเลอันดามัน"},
+    "en": {
+        "p-moon": "Apollo 11 landed on the Moon in 1969; Neil Armstrong was the first person to walk on it.",
+        "p-nile": "The Nile is a major river in Africa that flows north into the Mediterranean Sea.",
+        "p-tea": "Tea is an aromatic beverage prepared by pouring hot water over cured tea leaves.",
+        "p-ice": "Antarctica is covered by an ice sheet that holds most of the fresh water on Earth.",
+    },
+    "de": {
+        "p-moon": "Apollo 11 landete 1969 auf dem Mond; Neil Armstrong betrat ihn als erster Mensch.",
+        "p-nile": "Der Nil ist ein großer Fluss in Afrika, der nach Norden ins Mittelmeer fließt.",
+        "p-tea": "Tee ist ein aromatisches Getränk, das mit heißem Wasser aus Teeblättern bereitet wird.",
+    },
+    "zh": {
+        "p-moon": "阿波罗11号于1969年登陆月球，尼尔·阿姆斯特朗是第一个在月球上行走的人。",
+        "p-nile": "尼罗河是非洲的一条主要河流，向北流入地中海。",
+        "p-tea": "茶是一种用热水冲泡茶叶制成的芳香饮料。",
+    },
+    "th": {
+        "p-moon": "ยานอะพอลโล 11 ลงจอดบนดวงจันทร์ในปี 1969",
+        "p-nile": "แม่น้ำไนล์เป็นแม่น้ำสายสำคัญในทวีปแอฟริกา ไหลไปทางเหนือลงสู่ทะเลเมดิเตอร์เรเนียน",
+        "p-tea": "ชาเป็นเครื่องดื่มที่มีกลิ่นหอม ชงด้วยน้ำร้อน",
+        "p-phuket": "ภูเก็ตเป็นเกาะที่ใหญ่ที่สุดของประเทศไทย ตั้งอยู่ในทะเลอันดามัน",
+    },
 }
 
 
 def passages() -> list[Passage]:
-    return [Passage(id=f"{lang}/{par}", lang=lang, title=par, text=text, paragraph=par)
-            for lang, items in TEXTS.items() for par, text in items.items()]
+    return [
+        Passage(id=f"{lang}/{par}", lang=lang, title=par, text=text, paragraph=par)
+        for lang, items in TEXTS.items()
+        for par, text in items.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +72,12 @@ def test_implements_protocol_and_languages(retriever):
 
 
 def test_monolingual_search_per_language(retriever):
-    queries = [SearchQuery("Who walked on the Moon first?", "en", ["en"]),
-               SearchQuery("Welcher Fluss fließt ins Mittelmeer?", "de", ["de"]),
-               SearchQuery("哪条河流入地中海？", "zh", ["zh"]),
-               SearchQuery("เกาะที่ใหญ่ที่สุดของประเทศไทยคือเกาะอะไร", "th", ["th"])]
+    queries = [
+        SearchQuery("Who walked on the Moon first?", "en", ["en"]),
+        SearchQuery("Welcher Fluss fließt ins Mittelmeer?", "de", ["de"]),
+        SearchQuery("哪条河流入地中海？", "zh", ["zh"]),
+        SearchQuery("เกาะที่ใหญ่ที่สุดของประเทศไทยคือเกาะอะไร", "th", ["th"]),
+    ]
     results = retriever.search(queries, k=2)
     assert [r[0].paragraph for r in results] == ["p-moon", "p-nile", "p-nile", "p-phuket"]
     for query, hits in zip(queries, results):
@@ -86,8 +98,9 @@ def test_all_languages_fuses_and_prefers_own_language_on_ties(retriever):
 
 def test_exclude_is_honoured_per_query(retriever):
     q = "Apollo 11 1969 Armstrong"
-    free, blocked = retriever.search([SearchQuery(q, "en", ["en"]),
-                                      SearchQuery(q, "en", ["en"], frozenset({"en/p-moon"}))], k=3)
+    free, blocked = retriever.search(
+        [SearchQuery(q, "en", ["en"]), SearchQuery(q, "en", ["en"], frozenset({"en/p-moon"}))], k=3
+    )
     assert free[0].doc_id == "en/p-moon"
     assert "en/p-moon" not in {h.doc_id for h in blocked}
     allhits = retriever.search([SearchQuery(q, "en", None, frozenset({"en/p-moon", "de/p-moon"}))], k=10)[0]
@@ -140,8 +153,10 @@ def test_missing_or_foreign_directories(tmp_path):
 def test_rebuild_touches_only_changed_languages(tmp_path):
     out = tmp_path / "index"
     build_index(passages(), out, progress=False)
-    changed = [Passage(p.id, p.lang, p.title, p.text + (" Extra." if p.lang == "de" else ""), paragraph=p.paragraph)
-               for p in passages()]
+    changed = [
+        Passage(p.id, p.lang, p.title, p.text + (" Extra." if p.lang == "de" else ""), paragraph=p.paragraph)
+        for p in passages()
+    ]
     report = build_index(changed, out, progress=False)
     assert sorted(report.built) == ["bm25/de", "store/de"]
     assert len(report.reused) == 6
@@ -167,8 +182,11 @@ def test_killed_build_is_not_loadable_and_resumes(tmp_path):
     _synthetic_collection(collection, per_lang=1500)
     out = tmp_path / "index"
     staging = tmp_path / ".index.partial"
-    proc = subprocess.Popen([sys.executable, "-m", "crosearch.cli", "index", "-q", "--collection", str(collection),
-                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crosearch.cli", "index", "-q", "--collection", str(collection), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first_unit = staging / "bm25" / "ar" / "manifest.json"
     deadline = time.monotonic() + 120
     while not first_unit.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -209,8 +227,21 @@ def test_cli_index_and_eval(tmp_path):
     result = runner.invoke(app, ["index", "-q", "--collection", str(bench), "--out", str(tmp_path / "idx")])
     assert result.exit_code == 0, result.output
     out = tmp_path / "metrics.json"
-    result = runner.invoke(app, ["eval", "retrieval", "--benchmark", str(bench), "--index", str(tmp_path / "idx"),
-                                 "--k", "1,3", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "retrieval",
+            "--benchmark",
+            str(bench),
+            "--index",
+            str(tmp_path / "idx"),
+            "--k",
+            "1,3",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["ks"] == [1, 3]
@@ -218,6 +249,7 @@ def test_cli_index_and_eval(tmp_path):
     assert metrics["scopes"]["mono"]["th"]["recall"]["1"] == 1.0
     assert metrics["scopes"]["mono"]["en"]["recall"]["1"] == 1.0
     assert set(metrics["scopes"]["all"]) == {"en", "th", "avg"}
-    bad = runner.invoke(app, ["eval", "retrieval", "--benchmark", str(bench), "--index", str(tmp_path / "idx"),
-                              "--k", "a,b"])
+    bad = runner.invoke(
+        app, ["eval", "retrieval", "--benchmark", str(bench), "--index", str(tmp_path / "idx"), "--k", "a,b"]
+    )
     assert bad.exit_code != 0

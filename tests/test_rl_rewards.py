@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crosearch.errors import ConfigError
-from crosearch.rl.checkpoints import (MARKER, REQUIRED_FILES, discard_incomplete_checkpoints,
-                                      latest_complete_checkpoint)
+from crosearch.rl.checkpoints import MARKER, REQUIRED_FILES, discard_incomplete_checkpoints, latest_complete_checkpoint
 from crosearch.rl.rewards import REWARDS, build_rewards
 from crosearch.rl.rollout import RolloutFunction, TimedRetriever, build_rows
 from crosearch.types import QAExample
@@ -18,14 +17,20 @@ def _fields(answers, golds, langs, valid=None):
     def log_metric(name, value):
         logged.setdefault(name, []).append(value)
 
-    kwargs = {"answer": answers, "golds": golds, "lang": langs,
-              "valid_format": valid if valid is not None else [True] * len(answers), "log_metric": log_metric}
+    kwargs = {
+        "answer": answers,
+        "golds": golds,
+        "lang": langs,
+        "valid_format": valid if valid is not None else [True] * len(answers),
+        "log_metric": log_metric,
+    }
     return kwargs, logged
 
 
 def test_answer_rewards_score_each_rollout_against_its_own_language():
-    kwargs, logged = _fields(["Berlin", "Paris", None, "北京"], [["Berlin"], ["Berlin"], ["x"], ["北京市"]],
-                             ["de", "en", "en", "zh"])
+    kwargs, logged = _fields(
+        ["Berlin", "Paris", None, "北京"], [["Berlin"], ["Berlin"], ["x"], ["北京市"]], ["de", "en", "en", "zh"]
+    )
     em = REWARDS["exact_match"]([None] * 4, [""] * 4, **kwargs)
     f1 = REWARDS["f1"]([None] * 4, [""] * 4, **kwargs)
     assert em == [1.0, 0.0, 0.0, 0.0]
@@ -65,8 +70,9 @@ def test_build_rewards_weights_and_names():
 def _parallel():
     qs = []
     for lang, text, ans in (("en", "Who?", "Bob"), ("de", "Wer?", "Bob DE"), ("zh", "谁?", "鲍勃")):
-        qs.append(QAExample(id=f"q1/{lang}", lang=lang, question=text, answers=[ans], group="q1",
-                            exclude=[f"{lang}/p1"]))
+        qs.append(
+            QAExample(id=f"q1/{lang}", lang=lang, question=text, answers=[ans], group="q1", exclude=[f"{lang}/p1"])
+        )
     qs.append(QAExample(id="q2/en", lang="en", question="Where?", answers=["Here"], group="q2"))
     return qs
 

@@ -37,15 +37,38 @@ def _recipe(root: Path, out: str, **train) -> dict:
         "model": {"name": "tiny", "dtype": "float32", "device": "cpu"},
         "retrieval": {"index_dir": str(root / "index"), "k": 2},
         "crosslingual": {"strategy": "mono", "k": 2, "token_budget": 48},
-        "agent": {"max_turns": 2, "max_new_tokens": 40, "answer_tokens": 8, "max_total_tokens": 700,
-                  "temperature": 1.0, "batch_size": 8},
-        "train": {"benchmark": str(root / "benchmark"), "output_dir": str(root / out), "languages": ["en", "de"],
-                  "max_questions": 40, "num_generations": 2, "questions_per_step": 2, "max_steps": 1,
-                  "learning_rate": 1e-3, "save_steps": 1, "bf16": False,
-                  "reward_weights": {"exact_match": 1.0, "f1": 0.0, "char3_recall": 0.0, "format": 0.1},
-                  **train},
-        "sft": {"benchmark": str(root / "benchmark"), "output_dir": str(root / out), "languages": ["en", "de"],
-                "max_examples": 4, "max_steps": 1, "batch_size": 2, "k": 2, "bf16": False},
+        "agent": {
+            "max_turns": 2,
+            "max_new_tokens": 40,
+            "answer_tokens": 8,
+            "max_total_tokens": 700,
+            "temperature": 1.0,
+            "batch_size": 8,
+        },
+        "train": {
+            "benchmark": str(root / "benchmark"),
+            "output_dir": str(root / out),
+            "languages": ["en", "de"],
+            "max_questions": 40,
+            "num_generations": 2,
+            "questions_per_step": 2,
+            "max_steps": 1,
+            "learning_rate": 1e-3,
+            "save_steps": 1,
+            "bf16": False,
+            "reward_weights": {"exact_match": 1.0, "f1": 0.0, "char3_recall": 0.0, "format": 0.1},
+            **train,
+        },
+        "sft": {
+            "benchmark": str(root / "benchmark"),
+            "output_dir": str(root / out),
+            "languages": ["en", "de"],
+            "max_examples": 4,
+            "max_steps": 1,
+            "batch_size": 2,
+            "k": 2,
+            "bf16": False,
+        },
     }
 
 
@@ -70,6 +93,7 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
             if context.rstrip().endswith("</information>"):
                 return f"<think>found</think>\n<answer>{golds_by_question[question]}</answer>"
             return f"<think>search</think>\n<search>{question}</search>"
+
         return responder
 
     from crosearch.data.benchmark import load_benchmark
@@ -77,8 +101,10 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
     for q in load_benchmark(config.train.benchmark).train:
         golds_by_question.setdefault(q.question.strip(), q.answers[0])
     summary = train_module.run_train(
-        config, keep_batches=True,
-        backend_factory=lambda model, tok: TeacherForcedBackend(model, tok, responder_factory(tok)))
+        config,
+        keep_batches=True,
+        backend_factory=lambda model, tok: TeacherForcedBackend(model, tok, responder_factory(tok)),
+    )
 
     assert summary["steps"] == 1
     batches = summary["kept_batches"]
@@ -103,8 +129,16 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
     assert logs["rewards/format/mean"] == pytest.approx(1.0)
     assert {"lang/exact_match/en", "lang/exact_match/de"} <= set(logs)  # both languages inside the groups
     assert logs["rollout/searches"] == pytest.approx(1.0)
-    for key in ("time/generation", "time/retrieval", "time/logprobs", "time/update", "memory/peak_rss_gb", "memory/rss_gb",
-                "entropy", "clip_ratio/region_mean"):
+    for key in (
+        "time/generation",
+        "time/retrieval",
+        "time/logprobs",
+        "time/update",
+        "memory/peak_rss_gb",
+        "memory/rss_gb",
+        "entropy",
+        "clip_ratio/region_mean",
+    ):
         assert key in logs, key
     assert (Path(config.train.output_dir) / "final" / "adapter_config.json").exists()
 

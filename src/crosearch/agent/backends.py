@@ -64,8 +64,13 @@ class GenerationBackend(Protocol):
     @property
     def eos_token_ids(self) -> list[int]: ...
 
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 stop_strings: Sequence[str], sampling: SamplingParams) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int | Sequence[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+    ) -> list[Generation]:
         """Continue each prompt until a stop string, EOS, or its own token cap."""
         ...
 
@@ -80,8 +85,10 @@ def _caps(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
 def model_eos_ids(model: Any | None, tokenizer: Any) -> list[int]:
     """Every end-of-sequence id of the model's generation config and the tokenizer."""
     ids: set[int] = set()
-    for source in (getattr(getattr(model, "generation_config", None), "eos_token_id", None),
-                   getattr(tokenizer, "eos_token_id", None)):
+    for source in (
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ):
         if isinstance(source, int):
             ids.add(source)
         elif source is not None:
@@ -161,8 +168,13 @@ class HFBackend:
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 stop_strings: Sequence[str], sampling: SamplingParams) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int | Sequence[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+    ) -> list[Generation]:
         """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
@@ -182,31 +194,41 @@ class HFBackend:
         ids = torch.full((len(live), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(live), width), dtype=torch.long)
         for row, i in enumerate(live):
-            ids[row, width - len(prompts[i]):] = torch.tensor(list(prompts[i]), dtype=torch.long)
-            mask[row, width - len(prompts[i]):] = 1
+            ids[row, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
+            mask[row, width - len(prompts[i]) :] = 1
 
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
         recorder = _LogprobRecorder(width, sampling.temperature)
         watcher = _EndWatcher(checker, width, [caps[i] for i in live])
         # Every sampling knob is set explicitly: unset ones would be filled from the
         # model's own generation_config (Gemma's ships top_k=64, top_p=0.95).
-        knobs = {} if sampling.greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p,
-                                            "top_k": sampling.top_k}
+        knobs = (
+            {}
+            if sampling.greedy
+            else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
+        )
         config = GenerationConfig(
-            max_new_tokens=max(caps[i] for i in live), do_sample=not sampling.greedy, num_beams=1,
-            pad_token_id=self.pad_token_id, eos_token_id=self._eos, return_dict_in_generate=False, **knobs,
+            max_new_tokens=max(caps[i] for i in live),
+            do_sample=not sampling.greedy,
+            num_beams=1,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self._eos,
+            return_dict_in_generate=False,
+            **knobs,
         )
         device = self.device
         with torch.no_grad(), _seeded(sampling.seed, device):
             sequences = self.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                generation_config=config,
                 logits_processor=LogitsProcessorList([recorder]),
                 stopping_criteria=StoppingCriteriaList([watcher]),
             )
         logprobs = recorder.finish(sequences)
         for row, i in enumerate(live):
             n, finish, stop = watcher.result(row, int(sequences.shape[1]) - width)
-            new = [int(t) for t in sequences[row, width: width + n].tolist()]
+            new = [int(t) for t in sequences[row, width : width + n].tolist()]
             results[i] = Generation(new, logprobs[row][:n], finish, stop)
         return [r for r in results if r is not None]
 
@@ -223,13 +245,24 @@ class TeacherForcedBackend(HFBackend):
     Without a model, ``eos_token_ids`` default to the tokenizer's alone.
     """
 
-    def __init__(self, model: Any | None, tokenizer: Any, responder: Callable[[str], str | Sequence[int]], *,
-                 eos_token_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any | None,
+        tokenizer: Any,
+        responder: Callable[[str], str | Sequence[int]],
+        *,
+        eos_token_ids: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(model, tokenizer, eos_token_ids=eos_token_ids)
         self.responder = responder
 
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 stop_strings: Sequence[str], sampling: SamplingParams) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int | Sequence[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+    ) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
         caps = _caps(max_new_tokens, len(prompts))
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
@@ -237,8 +270,11 @@ class TeacherForcedBackend(HFBackend):
         ends: list[tuple[FinishReason, str | None]] = []
         for prompt, cap in zip(prompts, caps):
             reply = self.responder(self.tokenizer.decode(list(prompt), skip_special_tokens=False))
-            reply_ids = (list(self.tokenizer(reply, add_special_tokens=False)["input_ids"])
-                         if isinstance(reply, str) else [int(t) for t in reply])
+            reply_ids = (
+                list(self.tokenizer(reply, add_special_tokens=False)["input_ids"])
+                if isinstance(reply, str)
+                else [int(t) for t in reply]
+            )
             n, finish, stop = checker.end_of(reply_ids, max(cap, 0))
             forced.append(reply_ids[:n])
             ends.append((finish, stop))
@@ -324,7 +360,7 @@ class _EndWatcher:
         done = []
         for row in range(input_ids.shape[0]):
             if self.ends[row] is None:
-                new = input_ids[row, self.prompt_width:].tolist()
+                new = input_ids[row, self.prompt_width :].tolist()
                 hit = self.checker.check(new)
                 if hit is not None:
                     self.ends[row] = (n, hit[0], hit[1])
@@ -365,19 +401,31 @@ class VLLMBackend:
     def eos_token_ids(self) -> list[int]:
         return list(self._eos)
 
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 stop_strings: Sequence[str], sampling: SamplingParams) -> list[Generation]:  # pragma: no cover
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int | Sequence[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+    ) -> list[Generation]:  # pragma: no cover
         """One ``llm.generate`` call over token prompts, each with its own token cap."""
         from vllm import SamplingParams as VSampling
         from vllm.inputs import TokensPrompt
 
         caps = _caps(max_new_tokens, len(prompts))
-        params = [VSampling(
-            temperature=max(sampling.temperature, 0.0), top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=max(cap, 1),
-            stop=list(stop_strings), include_stop_str_in_output=True, logprobs=0,
-            seed=None if sampling.seed is None else sampling.seed + i,
-        ) for i, cap in enumerate(caps)]
+        params = [
+            VSampling(
+                temperature=max(sampling.temperature, 0.0),
+                top_p=sampling.top_p,
+                top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                max_tokens=max(cap, 1),
+                stop=list(stop_strings),
+                include_stop_str_in_output=True,
+                logprobs=0,
+                seed=None if sampling.seed is None else sampling.seed + i,
+            )
+            for i, cap in enumerate(caps)
+        ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
         results = []
         for out, cap in zip(outputs, caps):

@@ -42,6 +42,8 @@ FORCED_STOP_STRINGS = ("</answer>", "<information>")
 def information_block(body: str) -> str:
     """Evidence text exactly as the engine inserts it after a search."""
     return f"{INFO_OPEN}{body}{INFO_CLOSE}"
+
+
 NO_RESULTS = "No results found."
 
 
@@ -112,8 +114,14 @@ class Rollout:
 
     def trace(self) -> dict[str, Any]:
         """The rollout without token-level lists (for logs and reward functions)."""
-        return {"id": self.id, "lang": self.lang, "answer": self.answer, "n_searches": self.n_searches,
-                "stop_reason": self.stop_reason, "turns": [asdict(t) for t in self.turns]}
+        return {
+            "id": self.id,
+            "lang": self.lang,
+            "answer": self.answer,
+            "n_searches": self.n_searches,
+            "stop_reason": self.stop_reason,
+            "turns": [asdict(t) for t in self.turns],
+        }
 
 
 def to_trl(rollouts: Sequence[Rollout]) -> dict[str, list[Any]]:
@@ -181,8 +189,14 @@ class RolloutEngine:
     active rollouts. ``config`` is the ``agent`` section.
     """
 
-    def __init__(self, backend: GenerationBackend, integration: InformationHook | None, config: AgentConfig, *,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        integration: InformationHook | None,
+        config: AgentConfig,
+        *,
+        progress: bool = False,
+    ) -> None:
         self.backend = backend
         self.tokenizer = backend.tokenizer
         self.integration = integration
@@ -197,8 +211,15 @@ class RolloutEngine:
         self._reserve = len(self._force_ids) + int(config.answer_tokens)
 
     @classmethod
-    def from_config(cls, backend: GenerationBackend, retriever: Retriever, config: Config, *, model: Any = None,
-                    progress: bool = False) -> RolloutEngine:
+    def from_config(
+        cls,
+        backend: GenerationBackend,
+        retriever: Retriever,
+        config: Config,
+        *,
+        model: Any = None,
+        progress: bool = False,
+    ) -> RolloutEngine:
         """An engine whose searches go through the integration strategy of ``config.crosslingual``.
 
         ``config`` is the whole configuration (agent, crosslingual, retrieval); ``model`` (the policy)
@@ -226,8 +247,9 @@ class RolloutEngine:
         # A distinct, reproducible seed per generate call: same config -> same rollouts.
         digest = hashlib.sha256(f"{cfg.seed}:{self._calls}".encode()).digest()
         self._calls += 1
-        return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                              seed=int.from_bytes(digest[:4], "little"))
+        return SamplingParams(
+            temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, seed=int.from_bytes(digest[:4], "little")
+        )
 
     def _prefix(self, ids: list[int], parse: TurnParse, text: str) -> int:
         """How many of ``ids`` make up the first ``parse.end`` characters of their text."""
@@ -266,7 +288,8 @@ class RolloutEngine:
         if room < 1:
             raise CrosearchError(
                 f"rollout request {name}: the prompt has {len(prompt_ids)} tokens, which leaves no room within "
-                f"agent.max_total_tokens={self.config.max_total_tokens} (the forced answer needs {self._reserve})")
+                f"agent.max_total_tokens={self.config.max_total_tokens} (the forced answer needs {self._reserve})"
+            )
         return _State(request=request, prompt_ids=prompt_ids, exclude=frozenset(request.exclude))
 
     def _room(self, state: _State) -> int:
@@ -279,9 +302,10 @@ class RolloutEngine:
         order = sorted(range(len(states)), key=lambda i: states[i].length)
         size = int(self.config.batch_size)
         for start in range(0, len(order), size):
-            chunk = order[start: start + size]
-            gens = self.backend.generate([states[i].context() for i in chunk], [caps[i] for i in chunk],
-                                         list(stops), self._sampling())
+            chunk = order[start : start + size]
+            gens = self.backend.generate(
+                [states[i].context() for i in chunk], [caps[i] for i in chunk], list(stops), self._sampling()
+            )
             for i, gen in zip(chunk, gens):
                 out[i] = gen
         return [g for g in out if g is not None]
@@ -340,9 +364,18 @@ class RolloutEngine:
         parse = parse_turn(text, s.queries)
         keep = self._prefix(gen.ids, parse, text)
         s.add_model(gen.ids[:keep], gen.logprobs[:keep])
-        turn = Turn(index=turn_index, kind="generate", text=self._decode(gen.ids[:keep]), action=parse.action,
-                    finish=gen.finish, query=parse.query, answer=parse.answer, problems=list(parse.problems),
-                    model_tokens=keep, trimmed_tokens=len(gen.ids) - keep)
+        turn = Turn(
+            index=turn_index,
+            kind="generate",
+            text=self._decode(gen.ids[:keep]),
+            action=parse.action,
+            finish=gen.finish,
+            query=parse.query,
+            answer=parse.answer,
+            problems=list(parse.problems),
+            model_tokens=keep,
+            trimmed_tokens=len(gen.ids) - keep,
+        )
         s.turns.append(turn)
         if parse.action == "answer":
             s.answer = parse.answer
@@ -389,8 +422,10 @@ class RolloutEngine:
             s.add_env(ids)
             turn.env_tokens = len(ids)
             turn.information = self._decode(ids)
-            turn.docs = [DocRef(doc_id=p.doc_id, lang=p.lang, role=p.role, paragraph=p.paragraph, score=p.score)
-                         for p in ev.passages]
+            turn.docs = [
+                DocRef(doc_id=p.doc_id, lang=p.lang, role=p.role, paragraph=p.paragraph, score=p.score)
+                for p in ev.passages
+            ]
 
     def _force_answers(self, states: list[_State]) -> None:
         """Insert the ``<answer>`` prefix and let the model write only the answer."""
@@ -406,12 +441,32 @@ class RolloutEngine:
             s.add_model(gen.ids[:keep], gen.logprobs[:keep])
             s.answer = parse.answer
             s.done = True
-            s.turns.append(Turn(index=len(s.turns), kind="force_answer", text=self._decode(gen.ids[:keep]),
-                                action="answer", finish=gen.finish, answer=parse.answer,
-                                problems=list(parse.problems), model_tokens=keep,
-                                trimmed_tokens=len(gen.ids) - keep, env_tokens=len(self._force_ids)))
+            s.turns.append(
+                Turn(
+                    index=len(s.turns),
+                    kind="force_answer",
+                    text=self._decode(gen.ids[:keep]),
+                    action="answer",
+                    finish=gen.finish,
+                    answer=parse.answer,
+                    problems=list(parse.problems),
+                    model_tokens=keep,
+                    trimmed_tokens=len(gen.ids) - keep,
+                    env_tokens=len(self._force_ids),
+                )
+            )
 
     def _rollout(self, s: _State) -> Rollout:
-        return Rollout(id=s.request.id, lang=s.request.lang, prompt_ids=s.prompt_ids, completion_ids=s.completion,
-                       env_mask=s.mask, logprobs=s.logprobs, turns=s.turns, answer=s.answer,
-                       n_searches=s.n_searches, stop_reason=s.stop or "max_turns", meta=dict(s.request.meta))
+        return Rollout(
+            id=s.request.id,
+            lang=s.request.lang,
+            prompt_ids=s.prompt_ids,
+            completion_ids=s.completion,
+            env_mask=s.mask,
+            logprobs=s.logprobs,
+            turns=s.turns,
+            answer=s.answer,
+            n_searches=s.n_searches,
+            stop_reason=s.stop or "max_turns",
+            meta=dict(s.request.meta),
+        )

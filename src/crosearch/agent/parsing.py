@@ -107,8 +107,8 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
         kind = opening.group(1).lower()
         if kind != close.group(1).lower():
             problems.append(MISMATCHED_TAGS)
-        content = body[opening.end(): close.start()].strip()
-        if body[close.end():].strip():
+        content = body[opening.end() : close.start()].strip()
+        if body[close.end() :].strip():
             problems.append(TRAILING_TEXT)
         return _finish(kind, content, close.end(), True, True, problems, previous_queries)
 
@@ -118,7 +118,7 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
         return TurnParse("invalid", None, default_end, default_inclusive, False, tuple(problems))
     opening = opens[-1]
     kind = opening.group(1).lower()
-    content = body[opening.end():].strip()
+    content = body[opening.end() :].strip()
     if kind == "search":
         problems.append(UNCLOSED_SEARCH)
         return TurnParse("invalid", content or None, default_end, default_inclusive, False, tuple(problems))
@@ -127,8 +127,15 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
     return _finish(kind, content, default_end, default_inclusive, False, problems, previous_queries)
 
 
-def _finish(kind: str, content: str, end: int, inclusive: bool, closed: bool, problems: list[str],
-            previous_queries: Collection[str]) -> TurnParse:
+def _finish(
+    kind: str,
+    content: str,
+    end: int,
+    inclusive: bool,
+    closed: bool,
+    problems: list[str],
+    previous_queries: Collection[str],
+) -> TurnParse:
     if kind == "search":
         if not content:
             problems.append(EMPTY_QUERY)
@@ -154,7 +161,7 @@ def parse_forced_answer(text: str) -> TurnParse:
     close = _CLOSE.search(body)
     if close is not None:
         content, end, inclusive, closed = body[: close.start()], close.end(), True, True
-        if body[close.end():].strip():
+        if body[close.end() :].strip():
             problems.append(TRAILING_TEXT)
     else:
         problems.append(UNCLOSED_ANSWER)

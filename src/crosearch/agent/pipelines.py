@@ -50,7 +50,7 @@ def pipeline_strategy(name: str, config: Config) -> str | None:
 
 
 def bundled_or_path(template: str) -> str:
-    """A bundled prompt name (``crosearch/prompts/<name>.txt``) resolved to its file, or ``template`` itself (a path)."""
+    """A bundled prompt name (``crosearch/prompts/<name>.txt``) resolved to its file, or ``template`` (a path)."""
     if "/" not in template and not template.endswith(".txt"):
         bundled = resources.files("crosearch").joinpath("prompts", f"{template}.txt")
         if bundled.is_file():
@@ -84,10 +84,20 @@ def evidence_summary(evidence: Evidence) -> dict[str, Any]:
     """What one search inserted: passages with language and role, and the integration trace."""
     return {
         "query": evidence.query.text,
-        "passages": [{"doc_id": p.doc_id, "lang": p.lang, "role": p.role, "paragraph": p.paragraph,
-                      "score": p.score, "title": p.translated_title or p.title,
-                      "translated": p.translated is not None, "translation": p.translated, "shown": p.shown}
-                     for p in evidence.passages],
+        "passages": [
+            {
+                "doc_id": p.doc_id,
+                "lang": p.lang,
+                "role": p.role,
+                "paragraph": p.paragraph,
+                "score": p.score,
+                "title": p.translated_title or p.title,
+                "translated": p.translated is not None,
+                "translation": p.translated,
+                "shown": p.shown,
+            }
+            for p in evidence.passages
+        ],
         "trace": asdict(evidence.trace),
     }
 
@@ -167,8 +177,16 @@ class Pipeline:
     ``temperature`` overrides ``agent.temperature`` (evaluation decodes greedily by default).
     """
 
-    def __init__(self, name: str, policy: Policy, retriever: Retriever | None, config: Config, *,
-                 temperature: float | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Policy,
+        retriever: Retriever | None,
+        config: Config,
+        *,
+        temperature: float | None = None,
+        progress: bool = False,
+    ) -> None:
         from crosearch.agent.engine import RolloutEngine
         from crosearch.agent.prompts import PromptBuilder
 
@@ -188,8 +206,13 @@ class Pipeline:
         if name == "search-agent":
             assert retriever is not None  # checked above; the type checker cannot see it
             self.prompts = PromptBuilder.from_config(agent)
-            self.engine = RolloutEngine.from_config(policy.backend, retriever, config.model_copy(update={"agent": agent}),
-                                                    model=policy.model, progress=progress)
+            self.engine = RolloutEngine.from_config(
+                policy.backend,
+                retriever,
+                config.model_copy(update={"agent": agent}),
+                model=policy.model,
+                progress=progress,
+            )
             assert self.engine.integration is not None  # from_config always wires one
             self._recorder = _EvidenceRecorder(self.engine.integration)
             self.engine.integration = self._recorder
@@ -198,18 +221,21 @@ class Pipeline:
         template = config.eval.direct_template if name == "direct" else config.eval.rag_template
         self.prompts = PromptBuilder(template=bundled_or_path(template), use_chat_template=chat)
         # Zero turns: the engine runs only its forced-answer turn (one-shot pipelines).
-        self.engine = RolloutEngine(policy.backend, None, agent.model_copy(update={"max_turns": 0}),
-                                    progress=progress)
+        self.engine = RolloutEngine(policy.backend, None, agent.model_copy(update={"max_turns": 0}), progress=progress)
         if name in _RAG_STRATEGY:
             from crosearch.crosslingual.integration import build_integrator
 
             assert retriever is not None
-            cl = config.crosslingual.model_copy(update={
-                "strategy": _RAG_STRATEGY[name],
-                "token_budget": config.eval.rag_token_budget or config.crosslingual.token_budget})
+            cl = config.crosslingual.model_copy(
+                update={
+                    "strategy": _RAG_STRATEGY[name],
+                    "token_budget": config.eval.rag_token_budget or config.crosslingual.token_budget,
+                }
+            )
             self._k = cl.k or config.retrieval.k
-            self._integrator = build_integrator(config.model_copy(update={"crosslingual": cl}), retriever,
-                                                tokenizer=policy.tokenizer)
+            self._integrator = build_integrator(
+                config.model_copy(update={"crosslingual": cl}), retriever, tokenizer=policy.tokenizer
+            )
 
     def _encode(self, text: str) -> list[int]:
         # A chat template writes BOS itself; plain prompts get the tokenizer's special tokens.
@@ -228,17 +254,22 @@ class Pipeline:
             from crosearch.crosslingual.integration import IntegrationQuery
 
             evidences = self._integrator.gather(
-                [IntegrationQuery(q.question, q.lang, frozenset(q.exclude)) for q in questions], self._k)
+                [IntegrationQuery(q.question, q.lang, frozenset(q.exclude)) for q in questions], self._k
+            )
             for i, ev in enumerate(evidences):
                 prompts[i] += information_block(ev.body.strip() or NO_RESULTS)
                 evidence[i].append(evidence_summary(ev))
-        requests = [RolloutRequest(prompt=self._encode(p), lang=q.lang, exclude=frozenset(q.exclude), id=q.id)
-                    for p, q in zip(prompts, questions)]
+        requests = [
+            RolloutRequest(prompt=self._encode(p), lang=q.lang, exclude=frozenset(q.exclude), id=q.id)
+            for p, q in zip(prompts, questions)
+        ]
         if self._recorder is not None:
             self._recorder.seen.clear()
         rollouts = self.engine.run(requests)
-        outputs = [PipelineOutput(question=q, pipeline=self.name, rollout=rollout, prompt_evidence=evs)
-                   for q, rollout, evs in zip(questions, rollouts, evidence)]
+        outputs = [
+            PipelineOutput(question=q, pipeline=self.name, rollout=rollout, prompt_evidence=evs)
+            for q, rollout, evs in zip(questions, rollouts, evidence)
+        ]
         if self._recorder is not None:
             self._attach_search_traces(outputs)
         return outputs

@@ -20,6 +20,7 @@ from crosearch.errors import ConfigError, CrosearchError
 BUILTIN_TEMPLATES = ("base", "chat")
 TEMPLATE_FIELDS = frozenset({"question", "language", "lang"})
 
+
 def read_prompt_file(name: str) -> str:
     """Text of a bundled prompt file (``crosearch/prompts/<name>.txt``)."""
     try:
@@ -48,8 +49,10 @@ def load_template(template: str) -> str:
     else:
         path = Path(template)
         if not path.is_file():
-            raise ConfigError(f"agent.template: '{template}' is neither a built-in template "
-                              f"({', '.join(BUILTIN_TEMPLATES)}) nor an existing file")
+            raise ConfigError(
+                f"agent.template: '{template}' is neither a built-in template "
+                f"({', '.join(BUILTIN_TEMPLATES)}) nor an existing file"
+            )
         text, source = path.read_text(encoding="utf-8"), str(path)
     _check_fields(text, source)
     return text
@@ -85,10 +88,13 @@ class PromptBuilder:
         if not self.chat:
             return text
         if not getattr(tokenizer, "chat_template", None):
-            raise CrosearchError("agent.template 'chat' needs a tokenizer with a chat template; "
-                                 "this model has none (use agent.template=base for base models)")
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
+            raise CrosearchError(
+                "agent.template 'chat' needs a tokenizer with a chat template; "
+                "this model has none (use agent.template=base for base models)"
+            )
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
 
     def encode(self, tokenizer: Any, question: str, lang: str) -> list[int]:
         """Prompt token ids. Plain prompts get the tokenizer's special tokens (BOS); a chat

@@ -16,8 +16,13 @@ from typing import Any
 _LOGIT_BUDGET = 256 * 1024 * 1024
 
 
-def sequence_logprobs(model: Any, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-                      temperature: float = 1.0, pad_token_id: int = 0) -> list[list[float]]:
+def sequence_logprobs(
+    model: Any,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    temperature: float = 1.0,
+    pad_token_id: int = 0,
+) -> list[list[float]]:
     """Log-probability of each continuation token given its context and the tokens before it.
 
     The values are ``log_softmax(logits / temperature)`` at the chosen token, the same
@@ -43,22 +48,27 @@ def sequence_logprobs(model: Any, contexts: Sequence[Sequence[int]], continuatio
         while start < len(order):
             keep = len(continuations[order[start]]) + 1
             rows = max(1, _LOGIT_BUDGET // max(1, keep * vocab))
-            chunk = order[start: start + rows]
+            chunk = order[start : start + rows]
             keep = max(len(continuations[i]) for i in chunk) + 1
             seqs = [list(contexts[i]) + list(continuations[i]) for i in chunk]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, seq in enumerate(seqs):
-                ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-                mask[row, width - len(seq):] = 1
+                ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                mask[row, width - len(seq) :] = 1
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=position_ids.to(device), logits_to_keep=keep, use_cache=False)
+            out = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=position_ids.to(device),
+                logits_to_keep=keep,
+                use_cache=False,
+            )
             logits = out.logits  # [rows, keep, vocab]: positions width-keep .. width-1
             for row, i in enumerate(chunk):
                 n = len(continuations[i])
-                pred = logits[row, keep - n - 1: keep - 1].float() / temp
+                pred = logits[row, keep - n - 1 : keep - 1].float() / temp
                 target = torch.tensor(list(continuations[i]), dtype=torch.long, device=pred.device)
                 logp = pred.log_softmax(-1).gather(-1, target[:, None]).squeeze(-1)
                 results[i] = [float(x) for x in logp.tolist()]

@@ -35,8 +35,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Multilingual search-augmented reasoning trained with GRPO (CroSearch-R1)."""
 
@@ -54,6 +55,7 @@ app.add_typer(model.app, name="model")
 app.command("quickstart")(quickstart.quickstart)
 app.command("report")(report.report)
 app.command("bench")(bench.bench)
+
 
 def main() -> None:
     try:

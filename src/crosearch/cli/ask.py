@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -14,18 +14,32 @@ from crosearch.errors import CrosearchError
 
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in any language of the collection.")],
-    lang: Annotated[Optional[str], typer.Option(
-        "--lang", "-l", help="The question's language (default: detected).", show_default=False)] = None,
-    pipeline: Annotated[str, typer.Option(
-        "--pipeline", "-p", help="search-agent, direct, rag-mono, rag-concat or rag-crosslingual.")] = "search-agent",
-    model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False)] = None,
-    adapter: Annotated[Optional[Path], typer.Option(
-        "--adapter", help="A PEFT adapter directory.", show_default=False)] = None,
-    index_dir: Annotated[Optional[Path], typer.Option(
-        "--index", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
-    retriever_url: Annotated[Optional[str], typer.Option(
-        "--retriever-url", help="A running retrieval server instead of a local index.", show_default=False)] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", "-l", help="The question's language (default: detected).", show_default=False),
+    ] = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", "-p", help="search-agent, direct, rag-mono, rag-concat or rag-crosslingual.")
+    ] = "search-agent",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False
+        ),
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option("--adapter", help="A PEFT adapter directory.", show_default=False)
+    ] = None,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
+    ] = None,
+    retriever_url: Annotated[
+        str | None,
+        typer.Option(
+            "--retriever-url", help="A running retrieval server instead of a local index.", show_default=False
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw trace as JSON.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,
@@ -41,8 +55,13 @@ def ask(
         raise CrosearchError("the question is empty")
     if pipeline not in PIPELINES:
         raise CrosearchError(f"unknown pipeline '{pipeline}'; choose one of {', '.join(PIPELINES)}")
-    cfg = with_model_and_retriever(resolve_config(config, overrides), model=model, adapter=adapter,
-                                   index_dir=index_dir, retriever_url=retriever_url)
+    cfg = with_model_and_retriever(
+        resolve_config(config, overrides),
+        model=model,
+        adapter=adapter,
+        index_dir=index_dir,
+        retriever_url=retriever_url,
+    )
     console = Console(stderr=True)
     retriever = None
     if pipeline != "direct":
@@ -71,16 +90,22 @@ def _evidence_lines(evidence: dict[str, Any]) -> list[str]:
     lines = []
     for i, p in enumerate(evidence.get("passages", []), start=1):
         tags = [p["lang"]] + ([p["role"]] if p.get("role") else []) + (["translated"] if p.get("translated") else [])
-        lines.append(f"[bold]Doc {i}[/] [cyan]\\[{', '.join(tags)}][/] {escape(p.get('title') or '')} "
-                     f"[dim]({escape(p['doc_id'])})[/]\n    {escape(_short(p.get('shown') or '', 300))}")
+        lines.append(
+            f"[bold]Doc {i}[/] [cyan]\\[{', '.join(tags)}][/] {escape(p.get('title') or '')} "
+            f"[dim]({escape(p['doc_id'])})[/]\n    {escape(_short(p.get('shown') or '', 300))}"
+        )
     trace = evidence.get("trace", {})
     for target, text in (trace.get("query_translations") or {}).items():
         lines.append(f"[magenta]query in {target}:[/] {escape(text)}")
     for dup in trace.get("duplicates") or []:
-        lines.append(f"[yellow]dropped duplicate[/] {escape(dup['dropped'])} ({dup['dropped_lang']}) of "
-                     f"{escape(dup['kept'])} ({dup['kept_lang']}), similarity {dup['similarity']}")
+        lines.append(
+            f"[yellow]dropped duplicate[/] {escape(dup['dropped'])} ({dup['dropped_lang']}) of "
+            f"{escape(dup['kept'])} ({dup['kept_lang']}), similarity {dup['similarity']}"
+        )
     if trace.get("dropped_for_budget"):
-        lines.append(f"[yellow]over the token budget, not inserted:[/] {escape(', '.join(trace['dropped_for_budget']))}")
+        lines.append(
+            f"[yellow]over the token budget, not inserted:[/] {escape(', '.join(trace['dropped_for_budget']))}"
+        )
     if not evidence.get("passages"):
         lines.append("[dim]no results[/]")
     return lines
@@ -96,8 +121,11 @@ def show_trace(console: Any, trace: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
-    console.print(Panel(escape(trace["question"]), title=escape(f"question [{trace['lang']}] · {trace['pipeline']}"),
-                        expand=False))
+    console.print(
+        Panel(
+            escape(trace["question"]), title=escape(f"question [{trace['lang']}] · {trace['pipeline']}"), expand=False
+        )
+    )
     for ev in trace.get("prompt_evidence") or []:
         console.print(Panel("\n".join(_evidence_lines(ev)), title="evidence in the prompt", expand=False))
     for turn in trace["turns"]:
@@ -113,7 +141,10 @@ def show_trace(console: Any, trace: dict[str, Any]) -> None:
         label = "forced answer" if turn["kind"] == "force_answer" else f"turn {turn['index'] + 1} ({turn['action']})"
         console.print(Panel("\n".join(body), title=label, expand=False))
     answer = trace.get("answer")
-    console.print(Panel(escape(answer) if answer else "[red](no answer)[/]", title="answer", expand=False,
-                        border_style="green"))
-    console.print(f"stop reason: [bold]{trace['stop_reason']}[/] · searches: {trace['n_searches']} · "
-                  f"model tokens: {trace['model_tokens']} · inserted tokens: {trace['inserted_tokens']}")
+    console.print(
+        Panel(escape(answer) if answer else "[red](no answer)[/]", title="answer", expand=False, border_style="green")
+    )
+    console.print(
+        f"stop reason: [bold]{trace['stop_reason']}[/] · searches: {trace['n_searches']} · "
+        f"model tokens: {trace['model_tokens']} · inserted tokens: {trace['inserted_tokens']}"
+    )

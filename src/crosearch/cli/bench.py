@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,11 +31,14 @@ def available() -> dict[str, Path]:
 
 
 def bench(
-    name: Annotated[Optional[str], typer.Argument(help="Benchmark to run (omit to list them).", show_default=False)] = None,
-    args: Annotated[Optional[list[str]], typer.Argument(help="Arguments passed to the script (after --).",
-                                                        show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Benchmark to run (omit to list them).", show_default=False)
+    ] = None,
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Arguments passed to the script (after --).", show_default=False)
+    ] = None,
 ) -> None:
-    """List the benchmarks, or run one: `crosearch bench bm25 -- --help`. Results are recorded in benchmarks/README.md."""
+    """List the benchmarks, or run one: `crosearch bench bm25 -- --help`. Results are in benchmarks/README.md."""
     scripts = available()
     if name is None:
         for key, path in scripts.items():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
-app = typer.Typer(help="Cross-lingual knowledge integration: translation and evidence gathering.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Cross-lingual knowledge integration: translation and evidence gathering.", no_args_is_help=True)
 
 
 @app.command("translate")
@@ -34,8 +33,12 @@ def translate_cmd(
 def gather_cmd(
     query: Annotated[str, typer.Argument(help="The search query.")],
     lang: Annotated[str, typer.Option("--lang", help="The question's language.")],
-    k: Annotated[Optional[int], typer.Option("--k", help="Passages to insert (default crosslingual.k or retrieval.k).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Passage id the query may not see (repeatable).")] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help="Passages to insert (default crosslingual.k or retrieval.k).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Passage id the query may not see (repeatable).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print passages and trace as JSON.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,

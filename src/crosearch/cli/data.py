@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
-app = typer.Typer(help="Build the multilingual open-retrieval benchmark and show its statistics.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Build the multilingual open-retrieval benchmark and show its statistics.", no_args_is_help=True)
 
 
 @app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the benchmark to.")],
-    setting: Annotated[Optional[str], typer.Option(
-        "--setting", help="Coverage: full, gap or no-native (default: data.setting).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the split and the gaps (default: data.seed).",
-                                                show_default=False)] = None,
-    source: Annotated[Optional[str], typer.Option(
-        "--source", help="'xquad' (vendored) or a directory of parallel <name>.<lang>.json[.gz] files.",
-        show_default=False)] = None,
-    langs: Annotated[Optional[str], typer.Option(
-        "--langs", help="Comma-separated languages, e.g. en,de,zh (default: every language of the source).",
-        show_default=False)] = None,
+    setting: Annotated[
+        str | None,
+        typer.Option("--setting", help="Coverage: full, gap or no-native (default: data.setting).", show_default=False),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Seed of the split and the gaps (default: data.seed).", show_default=False),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="'xquad' (vendored) or a directory of parallel <name>.<lang>.json[.gz] files.",
+            show_default=False,
+        ),
+    ] = None,
+    langs: Annotated[
+        str | None,
+        typer.Option(
+            "--langs",
+            help="Comma-separated languages, e.g. en,de,zh (default: every language of the source).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -49,8 +62,10 @@ def build(
     bench = build_benchmark(cfg, progress=console.is_terminal)
     write_benchmark(bench, out)
     counts = bench.meta["counts"]
-    console.print(f"wrote {out}: {counts['passages']} passages, {counts['train']} train and {counts['test']} test "
-                  f"questions in {len(bench.languages)} languages (setting {cfg.setting}, seed {cfg.seed})")
+    console.print(
+        f"wrote {out}: {counts['passages']} passages, {counts['train']} train and {counts['test']} test "
+        f"questions in {len(bench.languages)} languages (setting {cfg.setting}, seed {cfg.seed})"
+    )
     console.print(stats_table(compute_stats(bench)))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,9 @@ from crosearch.errors import CrosearchError
 
 app = typer.Typer(help="Evaluate retrieval and QA.", no_args_is_help=True)
 
-PipelineOption = Annotated[str, typer.Option(
-    "--pipeline", "-p", help="direct, rag-mono, rag-concat, rag-crosslingual or search-agent.")]
+PipelineOption = Annotated[
+    str, typer.Option("--pipeline", "-p", help="direct, rag-mono, rag-concat, rag-crosslingual or search-agent.")
+]
 
 
 @app.command("qa")
@@ -21,24 +22,51 @@ def eval_qa(
     pipeline: PipelineOption,
     benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
     split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
-    per_lang: Annotated[Optional[int], typer.Option(
-        "--per-lang", help="Questions per language, the same parallel questions in every language "
-                           "(default: eval.per_lang, None = all).", show_default=False)] = None,
-    langs: Annotated[Optional[str], typer.Option(
-        "--langs", help="Comma-separated question languages (default: all).", show_default=False)] = None,
-    index_dir: Annotated[Optional[Path], typer.Option(
-        "--index", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
-    retriever_url: Annotated[Optional[str], typer.Option(
-        "--retriever-url", help="A running `crosearch serve` (or Search-R1 server, with "
-                                "--set retrieval.url_protocol=search-r1) instead of a local index.",
-        show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False)] = None,
-    adapter: Annotated[Optional[Path], typer.Option(
-        "--adapter", help="A PEFT adapter directory (warm start or GRPO checkpoint).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Run directory for predictions.jsonl and metrics.json (default: runs/eval/PIPELINE).",
-        show_default=False)] = None,
+    per_lang: Annotated[
+        int | None,
+        typer.Option(
+            "--per-lang",
+            help="Questions per language, the same parallel questions in every language "
+            "(default: eval.per_lang, None = all).",
+            show_default=False,
+        ),
+    ] = None,
+    langs: Annotated[
+        str | None,
+        typer.Option("--langs", help="Comma-separated question languages (default: all).", show_default=False),
+    ] = None,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
+    ] = None,
+    retriever_url: Annotated[
+        str | None,
+        typer.Option(
+            "--retriever-url",
+            help="A running `crosearch serve` (or Search-R1 server, with "
+            "--set retrieval.url_protocol=search-r1) instead of a local index.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False
+        ),
+    ] = None,
+    adapter: Annotated[
+        Path | None,
+        typer.Option("--adapter", help="A PEFT adapter directory (warm start or GRPO checkpoint).", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run directory for predictions.jsonl and metrics.json (default: runs/eval/PIPELINE).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,
@@ -51,14 +79,22 @@ def eval_qa(
     extra = list(overrides or [])
     if per_lang is not None:
         extra.append(f"eval.per_lang={per_lang}")
-    cfg = with_model_and_retriever(resolve_config(config, extra), model=model, adapter=adapter, index_dir=index_dir,
-                                   retriever_url=retriever_url)
+    cfg = with_model_and_retriever(
+        resolve_config(config, extra), model=model, adapter=adapter, index_dir=index_dir, retriever_url=retriever_url
+    )
     lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
-    run = QARun(pipeline=pipeline, benchmark=benchmark, out_dir=out or Path("runs/eval") / pipeline, split=split,
-                per_lang=cfg.eval.per_lang, langs=lang_list)
+    run = QARun(
+        pipeline=pipeline,
+        benchmark=benchmark,
+        out_dir=out or Path("runs/eval") / pipeline,
+        split=split,
+        per_lang=cfg.eval.per_lang,
+        langs=lang_list,
+    )
     console = Console(stderr=True)
     metrics = run_qa_eval(run, cfg, progress=not quiet, console=console)
-    title = f"{pipeline} on {metrics['setting']}/{split} ({cfg.model.name}{', ' + cfg.model.adapter if cfg.model.adapter else ''})"
+    adapter = f", {cfg.model.adapter}" if cfg.model.adapter else ""
+    title = f"{pipeline} on {metrics['setting']}/{split} ({cfg.model.name}{adapter})"
     Console().print(metrics_table(metrics, title=title))
     console.print(f"wrote {run.out_dir / 'predictions.jsonl'} and {run.out_dir / 'metrics.json'}")
 
@@ -76,14 +112,18 @@ def _parse_ks(text: str) -> list[int]:
 @app.command("retrieval")
 def eval_retrieval(
     benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
-    index_dir: Annotated[Optional[Path], typer.Option(
-        "--index", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
+    ] = None,
     ks: Annotated[str, typer.Option("--k", help="Cut-offs for recall, comma-separated.")] = "1,5,10",
     split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
-    scopes: Annotated[str, typer.Option("--scopes", help="mono (own language), all (every language), or both.")]
-    = "mono,all",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the metrics as JSON here.",
-                                                show_default=False)] = None,
+    scopes: Annotated[
+        str, typer.Option("--scopes", help="mono (own language), all (every language), or both.")
+    ] = "mono,all",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the metrics as JSON here.", show_default=False)
+    ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -108,9 +148,15 @@ def eval_retrieval(
     questions = bench.test if split == "test" else bench.train
     retriever = load_retriever(cfg)
     report = evaluate_retrieval(retriever, questions, k_list, scope_list)  # type: ignore[arg-type]
-    result = {"benchmark": str(benchmark), "setting": bench.setting, "split": split,
-              "index": cfg.retrieval.url or cfg.retrieval.index_dir, "methods": cfg.retrieval.methods,
-              "fusion": cfg.retrieval.fusion, **report.to_dict()}
+    result = {
+        "benchmark": str(benchmark),
+        "setting": bench.setting,
+        "split": split,
+        "index": cfg.retrieval.url or cfg.retrieval.index_dir,
+        "methods": cfg.retrieval.methods,
+        "fusion": cfg.retrieval.fusion,
+        **report.to_dict(),
+    }
     if out is not None:
         atomic_write_json(out, result)
     for table in report_tables(report, title=f"{bench.setting}/{split}"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,10 +11,14 @@ from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
 
 def index(
-    collection: Annotated[Path, typer.Option(
-        "--collection", help="A collection JSONL (id, lang, title, text, ...) or a benchmark directory.")],
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Index directory (default: retrieval.index_dir).", show_default=False)] = None,
+    collection: Annotated[
+        Path,
+        typer.Option("--collection", help="A collection JSONL (id, lang, title, text, ...) or a benchmark directory."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Index directory (default: retrieval.index_dir).", show_default=False),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,
@@ -36,6 +40,7 @@ def index(
     passages = read_collection(collection)
     report = build_index(passages, target, settings, progress=not quiet)
     langs = ", ".join(f"{lang} {n}" for lang, n in report.languages.items())
-    console.print(f"index {target}: {sum(report.languages.values())} passages ({langs}); "
-                  f"built {len(report.built)} units, reused {len(report.reused)}, {report.seconds:.1f} s")
-
+    console.print(
+        f"index {target}: {sum(report.languages.values())} passages ({langs}); "
+        f"built {len(report.built)} units, reused {len(report.reused)}, {report.seconds:.1f} s"
+    )

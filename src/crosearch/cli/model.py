@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,9 +17,13 @@ app = typer.Typer(help="Policy models: inspect what loads, pre-build the bundled
 console = Console()
 
 ModelOption = Annotated[
-    Optional[str],
-    typer.Option("--model", "-m", help="'bundled', 'tiny', a Hugging Face id or a local directory "
-                                       "(overrides model.name).", show_default=False),
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="'bundled', 'tiny', a Hugging Face id or a local directory (overrides model.name).",
+        show_default=False,
+    ),
 ]
 
 
@@ -50,13 +54,20 @@ def info(
     share = facts.embedding_parameters / facts.parameters if facts.parameters else 0.0
     rows = [
         ("architecture", f"{facts.architecture} ({facts.num_layers} layers, hidden {facts.hidden_size})"),
-        ("parameters", f"{_millions(facts.parameters)} total; embedding {_millions(facts.embedding_parameters)} "
-                       f"({share:.0%}), tied to the LM head: {'yes' if facts.tied_embeddings else 'no'}"),
+        (
+            "parameters",
+            f"{_millions(facts.parameters)} total; embedding {_millions(facts.embedding_parameters)} "
+            f"({share:.0%}), tied to the LM head: {'yes' if facts.tied_embeddings else 'no'}",
+        ),
         ("trainable", _millions(facts.trainable_parameters)),
         ("dtype", facts.dtype),
         ("device", facts.device),
-        ("vocabulary", f"{facts.vocab_size:,} tokens (model rows: {facts.model_vocab_size:,})"
-         if facts.model_vocab_size else f"{facts.vocab_size:,} tokens"),
+        (
+            "vocabulary",
+            f"{facts.vocab_size:,} tokens (model rows: {facts.model_vocab_size:,})"
+            if facts.model_vocab_size
+            else f"{facts.vocab_size:,} tokens",
+        ),
         ("special tokens", ", ".join(f"{role}={t['token']!s} ({t['id']})" for role, t in facts.special_tokens.items())),
         ("chat template", "yes" if facts.chat_template else "no (base model: plain-text prompts)"),
         ("source", facts.source or "built in memory (seeded)"),
@@ -73,9 +84,14 @@ def info(
 def convert(
     config: ConfigOption = None,
     overrides: SetOption = None,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (overrides model.cache_dir, "
-                                                      "$CROSEARCH_CACHE and the user cache dir).",
-                                                      show_default=False)] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Cache root (overrides model.cache_dir, $CROSEARCH_CACHE and the user cache dir).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """De-quantise the bundled Gemma 3 270M once and cache it as safetensors (later loads take seconds)."""
     from crosearch.models import bundled_model_dir

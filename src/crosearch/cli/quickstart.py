@@ -32,7 +32,9 @@ QUICK_DEFAULTS = [
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option("--out", help="Directory for everything the job writes.")] = Path("runs/quickstart"),
+    out: Annotated[Path, typer.Option("--out", help="Directory for everything the job writes.")] = Path(
+        "runs/quickstart"
+    ),
     per_lang: Annotated[int, typer.Option("--per-lang", min=1, help="Test questions per language to evaluate.")] = 1,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Also warm-start and GRPO-train briefly.")] = True,
     config: ConfigOption = None,
@@ -68,8 +70,16 @@ def quickstart(
     _ask_examples(cfg, bench, policy, retriever, console)
 
     step(5, f"pipelines on {per_lang} test question(s) per language")
-    runs = _evaluate(cfg, out / "benchmark", out / "eval", per_lang, policy, retriever, console,
-                     pipelines=("direct", "rag-mono", "search-agent"))
+    runs = _evaluate(
+        cfg,
+        out / "benchmark",
+        out / "eval",
+        per_lang,
+        policy,
+        retriever,
+        console,
+        pipelines=("direct", "rag-mono", "search-agent"),
+    )
     _print_comparison(runs, console)
 
     if train:
@@ -114,8 +124,8 @@ def _benchmark(cfg, directory: Path, console):
 
 
 def _ask_examples(cfg, bench, policy, retriever, console) -> None:
-    from crosearch.cli.ask import show_trace
     from crosearch.agent.pipelines import Pipeline
+    from crosearch.cli.ask import show_trace
 
     wanted = ("en", "de")
     questions = []
@@ -132,8 +142,13 @@ def _evaluate(cfg, benchmark: Path, out: Path, per_lang: int, policy, retriever,
     runs = []
     for name in pipelines:
         run_dir = out / name
-        run_qa_eval(QARun(pipeline=name, benchmark=benchmark, out_dir=run_dir, per_lang=per_lang), cfg,
-                    policy=policy, retriever=None if name == "direct" else retriever, console=console)
+        run_qa_eval(
+            QARun(pipeline=name, benchmark=benchmark, out_dir=run_dir, per_lang=per_lang),
+            cfg,
+            policy=policy,
+            retriever=None if name == "direct" else retriever,
+            console=console,
+        )
         runs.append(run_dir)
     return runs
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,28 +12,63 @@ from crosearch.errors import CrosearchError
 
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories of `crosearch eval qa` (or metrics.json files).")],
-    metrics: Annotated[str, typer.Option(
-        "--metrics", help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, tokens_per_retrieval, "
-                          "seconds, n.")] = "em,f1,char3,lang_match,searches",
-    baseline: Annotated[Optional[Path], typer.Option(
-        "--baseline", help="Run to compare every other run with: paired bootstrap differences on shared questions.",
-        show_default=False)] = None,
-    resamples: Annotated[int, typer.Option(
-        "--resamples", min=0, help="Bootstrap resamples for the 95% intervals (0: point estimates only; as markdown "
-                                   "without --baseline/--html/--plots they come from metrics.json alone).")] = 2000,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated: em, f1, char3, lang_match, searches, evidence_hit, tokens_per_retrieval, "
+            "seconds, n.",
+        ),
+    ] = "em,f1,char3,lang_match,searches",
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="Run to compare every other run with: paired bootstrap differences on shared questions.",
+            show_default=False,
+        ),
+    ] = None,
+    resamples: Annotated[
+        int,
+        typer.Option(
+            "--resamples",
+            min=0,
+            help="Bootstrap resamples for the 95% intervals (0: point estimates only; as markdown "
+            "without --baseline/--html/--plots they come from metrics.json alone).",
+        ),
+    ] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json, or table (rich, for the terminal).")] = "markdown",
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Also write the report here (JSON with --format json, else markdown).",
-        show_default=False)] = None,
-    html_dir: Annotated[Optional[Path], typer.Option(
-        "--html", help="Write a self-contained page (tables, plots, trajectory browser) to DIR/index.html.",
-        show_default=False)] = None,
-    plots_dir: Annotated[Optional[Path], typer.Option(
-        "--plots", help="Write the figures (PNG) into this directory.", show_default=False)] = None,
-    training: Annotated[Optional[list[Path]], typer.Option(
-        "--training", help="A warm-start or GRPO run directory whose curve joins the plots (repeatable).",
-        show_default=False)] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="markdown, json, or table (rich, for the terminal).")
+    ] = "markdown",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Also write the report here (JSON with --format json, else markdown).",
+            show_default=False,
+        ),
+    ] = None,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a self-contained page (tables, plots, trajectory browser) to DIR/index.html.",
+            show_default=False,
+        ),
+    ] = None,
+    plots_dir: Annotated[
+        Path | None, typer.Option("--plots", help="Write the figures (PNG) into this directory.", show_default=False)
+    ] = None,
+    training: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--training",
+            help="A warm-start or GRPO run directory whose curve joins the plots (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Several runs side by side: one table per metric (languages as rows, runs as columns) with 95% intervals."""
     import json as json_lib
@@ -50,8 +85,11 @@ def report(
         text = rep.compare_runs(runs, names)  # metrics.json alone suffices
     else:
         report = rep.build_report(runs, names, baseline=baseline, resamples=resamples, seed=seed)
-        text = (json_lib.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n" if fmt == "json"
-                else rep.report_markdown(report))
+        text = (
+            json_lib.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n"
+            if fmt == "json"
+            else rep.report_markdown(report)
+        )
         if html_dir is not None or plots_dir is not None:
             from crosearch.eval.plots import write_png
             from crosearch.rl.curve import read_log_history

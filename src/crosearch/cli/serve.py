@@ -6,7 +6,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,27 +27,40 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    index: Annotated[Optional[Path], typer.Option("--index", "-i", help="Index directory (default: retrieval.index_dir).",
-                                                  show_default=False)] = None,
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1: this machine only).",
-                                                show_default=False)] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000).", show_default=False)] = None,
-    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="Largest topk a request may ask for.",
-                                                    show_default=False)] = None,
-    max_queries: Annotated[Optional[int], typer.Option("--max-queries", help="Most queries per request.",
-                                                       show_default=False)] = None,
-    max_body_bytes: Annotated[Optional[int], typer.Option("--max-body-bytes", help="Largest request body in bytes.",
-                                                          show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Server processes, each with its own copy of the index.",
-                                                   show_default=False)] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", "-i", help="Index directory (default: retrieval.index_dir).", show_default=False),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1: this machine only).", show_default=False)
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).", show_default=False)] = None,
+    max_topk: Annotated[
+        int | None, typer.Option("--max-topk", help="Largest topk a request may ask for.", show_default=False)
+    ] = None,
+    max_queries: Annotated[
+        int | None, typer.Option("--max-queries", help="Most queries per request.", show_default=False)
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option("--max-body-bytes", help="Largest request body in bytes.", show_default=False)
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes, each with its own copy of the index.", show_default=False)
+    ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Serve an index over HTTP: Search-R1's POST /retrieve, crosearch's POST /search, GET /health."""
     extra = list(overrides or [])
     # Flags are applied as overrides so they are validated exactly like the config section.
-    for key, value in (("host", host), ("port", port), ("max_topk", max_topk), ("max_queries", max_queries),
-                       ("max_body_bytes", max_body_bytes), ("workers", workers)):
+    for key, value in (
+        ("host", host),
+        ("port", port),
+        ("max_topk", max_topk),
+        ("max_queries", max_queries),
+        ("max_body_bytes", max_body_bytes),
+        ("workers", workers),
+    ):
         if value is not None:
             extra.append(f"server.{key}={json.dumps(value)}")
     if index is not None:
@@ -59,8 +72,10 @@ def serve(
         raise CrosearchError(f"index directory not found: {cfg.retrieval.index_dir} (build one with `crosearch index`)")
     settings = cfg.server
     if not _is_loopback(settings.host):
-        console.print(f"[yellow]warning:[/] binding {settings.host}: anyone who can reach this machine can query "
-                      "the index (the server has no authentication)")
+        console.print(
+            f"[yellow]warning:[/] binding {settings.host}: anyone who can reach this machine can query "
+            "the index (the server has no authentication)"
+        )
 
     import uvicorn
 
@@ -70,8 +85,14 @@ def serve(
 
         os.environ[CONFIG_ENV] = cfg.model_dump_json()
         console.print(f"starting {settings.workers} workers on {url} (each loads {cfg.retrieval.index_dir})")
-        uvicorn.run("crosearch.retrieval.server:app_from_environment", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.workers, log_level="warning")
+        uvicorn.run(
+            "crosearch.retrieval.server:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level="warning",
+        )
         return
 
     from crosearch.retrieval.local import load_retriever
@@ -81,7 +102,9 @@ def serve(
         retriever = load_retriever(cfg)
     app = create_app(retriever, settings)
     count = passage_count(retriever)
-    console.print(f"serving {count if count is not None else '?'} passages in "
-                  f"{', '.join(sorted(retriever.languages))} on {url} "
-                  "(POST /retrieve, POST /search, GET /health); Ctrl-C stops")
+    console.print(
+        f"serving {count if count is not None else '?'} passages in "
+        f"{', '.join(sorted(retriever.languages))} on {url} "
+        "(POST /retrieve, POST /search, GET /health); Ctrl-C stops"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

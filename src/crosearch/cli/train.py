@@ -8,17 +8,25 @@ import typer
 
 from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 
-ResumeOption = Annotated[bool, typer.Option(
-    "--resume", help="Continue from the latest complete checkpoint in the output directory "
-                     "(same step count, optimizer and RNG state).")]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue from the latest complete checkpoint in the output directory "
+        "(same step count, optimizer and RNG state).",
+    ),
+]
 
 
 def _print_summary(summary: dict, keys: tuple[str, ...]) -> None:
     from rich.console import Console
 
     console = Console(stderr=True)
-    shown = ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary.get(k), float) else f"{k}={summary.get(k)}"
-                      for k in keys if k in summary)
+    shown = ", ".join(
+        f"{k}={summary[k]:.4g}" if isinstance(summary.get(k), float) else f"{k}={summary.get(k)}"
+        for k in keys
+        if k in summary
+    )
     console.print(f"[green]done[/]: {shown}")
 
 
@@ -55,6 +63,8 @@ def curve(
     console = Console()
     metric = "reward" if is_grpo(history) else "loss"
     s = summarize(history, metric, span)
-    console.print(f"{source}: {s['steps']} logged steps; {metric} over the first {s['span']}: {s['first_mean']:.4f}, "
-                  f"last {s['span']}: {s['last_mean']:.4f} (change {s['change']:+.4f})")
+    console.print(
+        f"{source}: {s['steps']} logged steps; {metric} over the first {s['span']}: {s['first_mean']:.4f}, "
+        f"last {s['span']}: {s['last_mean']:.4f} (change {s['change']:+.4f})"
+    )
     console.print(f"[green]wrote[/] {path}")

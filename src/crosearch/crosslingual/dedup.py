@@ -21,7 +21,7 @@ def char_ngrams(text: str, n: int = 3) -> frozenset[str]:
     norm = " ".join(_WORD_RE.findall(text.lower()))
     if len(norm) < n:
         return frozenset([norm]) if norm else frozenset()
-    return frozenset(norm[i:i + n] for i in range(len(norm) - n + 1))
+    return frozenset(norm[i : i + n] for i in range(len(norm) - n + 1))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -41,12 +41,17 @@ class DuplicateDrop:
     reason: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"dropped": self.dropped, "kept": self.kept, "similarity": round(self.similarity, 4),
-                "reason": self.reason}
+        return {
+            "dropped": self.dropped,
+            "kept": self.kept,
+            "similarity": round(self.similarity, 4),
+            "reason": self.reason,
+        }
 
 
-def deduplicate(texts: Sequence[str], langs: Sequence[str], preferred_lang: str, threshold: float,
-                n: int = 3) -> tuple[list[int], list[DuplicateDrop]]:
+def deduplicate(
+    texts: Sequence[str], langs: Sequence[str], preferred_lang: str, threshold: float, n: int = 3
+) -> tuple[list[int], list[DuplicateDrop]]:
     """Group near-duplicate texts (given best first) and keep one per group.
 
     ``texts`` should be comparable (already translated into one language).

@@ -137,8 +137,9 @@ def _cut_to_budget(text: str, prefix: str, budget: int, count: TokenCounter) -> 
     return best
 
 
-def render_evidence(passages: list[EvidencePassage], strategy: str, render: str, budget: int,
-                    count: TokenCounter, trace: EvidenceTrace) -> tuple[list[EvidencePassage], str]:
+def render_evidence(
+    passages: list[EvidencePassage], strategy: str, render: str, budget: int, count: TokenCounter, trace: EvidenceTrace
+) -> tuple[list[EvidencePassage], str]:
     """Render passages best first within ``budget``; fills ``shown`` and the trace's budget fields."""
     kept: list[EvidencePassage] = []
     lines: list[str] = []
@@ -165,7 +166,7 @@ def render_evidence(passages: list[EvidencePassage], strategy: str, render: str,
             kept.append(passage)
             lines.append(f"{header} {cut}")
             trace.truncated = passage.doc_id
-            trace.dropped_for_budget = [p.doc_id for p in passages[position + 1:]]
+            trace.dropped_for_budget = [p.doc_id for p in passages[position + 1 :]]
         else:
             trace.dropped_for_budget = [p.doc_id for p in passages[position:]]
         break
@@ -188,13 +189,21 @@ def _hard_cut(text: str, prefix: str, budget: int, count: TokenCounter) -> str:
 class Integrator:
     """Turns search queries into inserted evidence with one of the strategies (see the module docstring)."""
 
-    def __init__(self, retriever: Retriever, settings: CrossLingualConfig, *, translator: Translator | None = None,
-                 tokenizer: Any | None = None, rrf_k: int = 60) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        settings: CrossLingualConfig,
+        *,
+        translator: Translator | None = None,
+        tokenizer: Any | None = None,
+        rrf_k: int = 60,
+    ) -> None:
         """``settings`` is the ``crosslingual`` section (its ``k`` is the caller's: see :meth:`gather`);
         ``rrf_k`` comes from the ``retrieval`` section; ``tokenizer`` (the policy's) counts the budget."""
         if settings.strategy not in STRATEGIES:
-            raise CrosearchError(f"unknown integration strategy '{settings.strategy}'; "
-                                 f"choose one of {', '.join(STRATEGIES)}")
+            raise CrosearchError(
+                f"unknown integration strategy '{settings.strategy}'; choose one of {', '.join(STRATEGIES)}"
+            )
         if settings.strategy == "crosslingual" and translator is None:
             raise CrosearchError("the crosslingual strategy needs a translator (use translator 'none' for identity)")
         self.retriever = retriever
@@ -241,7 +250,7 @@ class Integrator:
         available = list(self.retriever.languages)
         others = self.target_langs if self.target_langs is not None else available
         out = [lang] if lang in available else []
-        out += [l for l in others if l != lang and l in available and l not in out]
+        out += [ln for ln in others if ln != lang and ln in available and ln not in out]
         return out
 
     def _search(self, requests: list[SearchQuery], k: int) -> list[list[Hit]]:
@@ -253,12 +262,20 @@ class Integrator:
     @staticmethod
     def _passage(hit: Hit, query_lang: str) -> EvidencePassage:
         role: Literal["primary", "supplementary"] = "primary" if hit.lang == query_lang else "supplementary"
-        return EvidencePassage(doc_id=hit.doc_id, lang=hit.lang, title=hit.title, text=hit.text, score=hit.score,
-                               role=role, paragraph=hit.paragraph)
+        return EvidencePassage(
+            doc_id=hit.doc_id,
+            lang=hit.lang,
+            title=hit.title,
+            text=hit.text,
+            score=hit.score,
+            role=role,
+            paragraph=hit.paragraph,
+        )
 
     def _finish(self, query: IntegrationQuery, passages: list[EvidencePassage], trace: EvidenceTrace) -> Evidence:
-        kept, body = render_evidence(passages, self.strategy, self.settings.render, self.token_budget, self.count,
-                                     trace)
+        kept, body = render_evidence(
+            passages, self.strategy, self.settings.render, self.token_budget, self.count, trace
+        )
         return Evidence(query=query, passages=kept, body=body, trace=trace)
 
     # ------------------------------------------------------------------ strategies
@@ -279,11 +296,11 @@ class Integrator:
         for q in queries:
             langs = self._languages_for(q.lang)
             spans.append((len(requests), langs))
-            requests += [SearchQuery(text=q.text, lang=q.lang, search_langs=[l], exclude=q.exclude) for l in langs]
+            requests += [SearchQuery(text=q.text, lang=q.lang, search_langs=[ln], exclude=q.exclude) for ln in langs]
         results = self._search(requests, per_lang)
         out = []
         for q, (start, langs) in zip(queries, spans):
-            hits = [h for lst in results[start:start + len(langs)] for h in lst[:per_lang]]
+            hits = [h for lst in results[start : start + len(langs)] for h in lst[:per_lang]]
             trace = EvidenceTrace(strategy="concat", languages_searched=langs, candidates=len(hits))
             out.append(self._finish(q, [self._passage(h, q.lang) for h in hits], trace))
         return out
@@ -297,8 +314,9 @@ class Integrator:
             if src != tgt:
                 by_tgt.setdefault(tgt, []).append(i)
         for tgt, idx in by_tgt.items():
-            translated = self.translator.translate([items[i][0] for i in idx], [items[i][1] for i in idx], tgt,
-                                                   max_new_tokens=max_new_tokens)
+            translated = self.translator.translate(
+                [items[i][0] for i in idx], [items[i][1] for i in idx], tgt, max_new_tokens=max_new_tokens
+            )
             for i, text in zip(idx, translated):
                 out[i] = text
         return out
@@ -320,26 +338,30 @@ class Integrator:
 
         # (a) query translation, one batched call per target language.
         owners = [qi for qi, langs in enumerate(langs_per_query) for _ in langs]
-        items = [(q.text, q.lang, l) for q, langs in zip(queries, langs_per_query) for l in langs]
+        items = [(q.text, q.lang, ln) for q, langs in zip(queries, langs_per_query) for ln in langs]
         translated_queries = self._translate_grouped(items, self.settings.max_query_tokens)
 
         # (b) one batched search: each language with the query in that language.
-        requests = [SearchQuery(text=text, lang=lang, search_langs=[lang], exclude=queries[qi].exclude)
-                    for text, (_, _, lang), qi in zip(translated_queries, items, owners)]
+        requests = [
+            SearchQuery(text=text, lang=lang, search_langs=[lang], exclude=queries[qi].exclude)
+            for text, (_, _, lang), qi in zip(translated_queries, items, owners)
+        ]
         results = self._search(requests, per_lang)
 
         traces: list[EvidenceTrace] = []
         pools: list[list[Hit]] = []
         pos = 0
         for q, langs in zip(queries, langs_per_query):
-            lists = [r[:per_lang] for r in results[pos:pos + len(langs)]]
-            trace = EvidenceTrace(strategy="crosslingual", languages_searched=langs,
-                                  query_translations={l: translated_queries[pos + j] for j, l in enumerate(langs)
-                                                      if l != q.lang},
-                                  candidates=sum(len(x) for x in lists))
+            lists = [r[:per_lang] for r in results[pos : pos + len(langs)]]
+            trace = EvidenceTrace(
+                strategy="crosslingual",
+                languages_searched=langs,
+                query_translations={ln: translated_queries[pos + j] for j, ln in enumerate(langs) if ln != q.lang},
+                candidates=sum(len(x) for x in lists),
+            )
             pos += len(langs)
             # Keep a margin beyond k so that duplicates removed below can be replaced.
-            pools.append(self._rank(lists)[:2 * k])
+            pools.append(self._rank(lists)[: 2 * k])
             traces.append(trace)
 
         # (c) translate foreign candidates (texts and titles) into each question's language:
@@ -355,8 +377,11 @@ class Integrator:
                         title_items.append((p.title, p.lang, q.lang))
                         where.append((qi, pi))
             texts = self._translate_grouped(text_items, self.settings.max_passage_tokens)
-            titles = (self._translate_grouped(title_items, self.settings.max_query_tokens)
-                      if self.settings.render == "translate" else [])
+            titles = (
+                self._translate_grouped(title_items, self.settings.max_query_tokens)
+                if self.settings.render == "translate"
+                else []
+            )
             for j, (qi, pi) in enumerate(where):
                 p = passages[qi][pi]
                 # An output equal to the source means no translation happened (the identity
@@ -372,11 +397,16 @@ class Integrator:
             comparable = [p.translated if p.translated is not None else p.text for p in plist]
             keep, drops = deduplicate(comparable, [p.lang for p in plist], q.lang, self.settings.dedup_threshold)
             for d in drops:
-                trace.duplicates.append({
-                    "dropped": plist[d.dropped].doc_id, "dropped_lang": plist[d.dropped].lang,
-                    "kept": plist[d.kept].doc_id, "kept_lang": plist[d.kept].lang,
-                    "similarity": round(d.similarity, 4), "reason": d.reason,
-                })
+                trace.duplicates.append(
+                    {
+                        "dropped": plist[d.dropped].doc_id,
+                        "dropped_lang": plist[d.dropped].lang,
+                        "kept": plist[d.kept].doc_id,
+                        "kept_lang": plist[d.kept].lang,
+                        "similarity": round(d.similarity, 4),
+                        "reason": d.reason,
+                    }
+                )
             selected = [plist[i] for i in keep][:k]
             if self.settings.render == "original":
                 for p in selected:  # translations served only to compare; show the original text
@@ -385,15 +415,22 @@ class Integrator:
         return out
 
 
-def build_translator(config: Config, *, policy: tuple[Any, Any] | None = None,
-                     show_progress: bool = False) -> Translator:
+def build_translator(
+    config: Config, *, policy: tuple[Any, Any] | None = None, show_progress: bool = False
+) -> Translator:
     """The configured translator, wrapped in the persistent cache (``none`` is not cached: nothing to save).
 
     ``config`` is a full :class:`crosearch.config.Config`; ``policy`` an already loaded
     ``(model, tokenizer)`` to reuse for the ``policy`` backend (loaded from ``config.model`` otherwise).
     """
-    from crosearch.crosslingual.translate import (CachedTranslator, IdentityTranslator, PolicyTranslator,
-                                                  Seq2SeqTranslator, TranslationCache, default_cache_path)
+    from crosearch.crosslingual.translate import (
+        CachedTranslator,
+        IdentityTranslator,
+        PolicyTranslator,
+        Seq2SeqTranslator,
+        TranslationCache,
+        default_cache_path,
+    )
 
     cl = config.crosslingual
     if cl.translator == "none":
@@ -402,8 +439,13 @@ def build_translator(config: Config, *, policy: tuple[Any, Any] | None = None,
         if not cl.translator_model:
             raise CrosearchError("crosslingual.translator is 'hf-seq2seq' but crosslingual.translator_model is not set")
         device = config.model.device if config.model.device != "auto" else "cpu"
-        backend: Any = Seq2SeqTranslator(cl.translator_model, device=device, batch_size=cl.batch_size,
-                                         max_new_tokens=cl.max_passage_tokens, show_progress=show_progress)
+        backend: Any = Seq2SeqTranslator(
+            cl.translator_model,
+            device=device,
+            batch_size=cl.batch_size,
+            max_new_tokens=cl.max_passage_tokens,
+            show_progress=show_progress,
+        )
     else:
         if policy is None:
             from crosearch.models import load_policy
@@ -411,15 +453,26 @@ def build_translator(config: Config, *, policy: tuple[Any, Any] | None = None,
             loaded = load_policy(config.model)
             policy = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else tuple(loaded)[:2]
         model, tokenizer = policy
-        backend = PolicyTranslator(model, tokenizer, model_id=f"{config.model.name}:{config.model.adapter or ''}",
-                                   batch_size=cl.batch_size, max_new_tokens=cl.max_query_tokens,
-                                   show_progress=show_progress)
+        backend = PolicyTranslator(
+            model,
+            tokenizer,
+            model_id=f"{config.model.name}:{config.model.adapter or ''}",
+            batch_size=cl.batch_size,
+            max_new_tokens=cl.max_query_tokens,
+            show_progress=show_progress,
+        )
     cache = TranslationCache(cl.cache_path or default_cache_path())
     return CachedTranslator(backend, cache)
 
 
-def build_integrator(config: Config, retriever: Retriever, *, translator: Translator | None = None,
-                     tokenizer: Any | None = None, policy: tuple[Any, Any] | None = None) -> Integrator:
+def build_integrator(
+    config: Config,
+    retriever: Retriever,
+    *,
+    translator: Translator | None = None,
+    tokenizer: Any | None = None,
+    policy: tuple[Any, Any] | None = None,
+) -> Integrator:
     """The integrator described by ``config.crosslingual`` (and ``retrieval.rrf_k``) over ``retriever``.
 
     The budget is counted with ``tokenizer`` (the policy's) when given. The

@@ -32,8 +32,9 @@ class Translator(Protocol):
     backend_id: str
     model_id: str
 
-    def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
-                  max_new_tokens: int | None = None) -> list[str]: ...
+    def translate(
+        self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
+    ) -> list[str]: ...
 
 
 def _check_lengths(texts: Sequence[str], src_langs: Sequence[str]) -> None:
@@ -103,8 +104,9 @@ class IdentityTranslator:
     def __init__(self) -> None:
         self.calls = 0
 
-    def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
-                  max_new_tokens: int | None = None) -> list[str]:
+    def translate(
+        self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
+    ) -> list[str]:
         _check_lengths(texts, src_langs)
         self.calls += 1
         return list(texts)
@@ -165,8 +167,16 @@ class PolicyTranslator:
 
     backend_id = "policy"
 
-    def __init__(self, model: Any, tokenizer: Any, *, model_id: str = "policy", batch_size: int = 8,
-                 max_new_tokens: int = 48, show_progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str = "policy",
+        batch_size: int = 8,
+        max_new_tokens: int = 48,
+        show_progress: bool = False,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -179,8 +189,9 @@ class PolicyTranslator:
         self.seconds = 0.0  # wall time spent generating, for cost reports
         self._stop: Any = None
 
-    def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
-                  max_new_tokens: int | None = None) -> list[str]:
+    def translate(
+        self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
+    ) -> list[str]:
         import torch
 
         _check_lengths(texts, src_langs)
@@ -197,7 +208,7 @@ class PolicyTranslator:
         lengths = {i: len(tok(texts[i], add_special_tokens=False)["input_ids"]) for i in todo}
         # Sorting by length makes batches of similar length: less padding, tighter caps.
         todo.sort(key=lambda i: lengths[i])
-        batches = [todo[j:j + self.batch_size] for j in range(0, len(todo), self.batch_size)]
+        batches = [todo[j : j + self.batch_size] for j in range(0, len(todo), self.batch_size)]
         device = next(self.model.parameters()).device
         from transformers import StoppingCriteriaList
 
@@ -215,10 +226,14 @@ class PolicyTranslator:
                 budget = min(cap, 2 * max(lengths[i] for i in batch) + 8)
                 with torch.inference_mode():
                     generated = self.model.generate(
-                        **enc, max_new_tokens=budget, do_sample=False, num_beams=1,
-                        stopping_criteria=StoppingCriteriaList([stop]), pad_token_id=tok.pad_token_id,
+                        **enc,
+                        max_new_tokens=budget,
+                        do_sample=False,
+                        num_beams=1,
+                        stopping_criteria=StoppingCriteriaList([stop]),
+                        pad_token_id=tok.pad_token_id,
                     )
-                new_tokens = generated[:, enc["input_ids"].shape[1]:]
+                new_tokens = generated[:, enc["input_ids"].shape[1] :]
                 for row, i in enumerate(batch):
                     raw = tok.decode(new_tokens[row], skip_special_tokens=True)
                     text, problem = clean_generation(raw, texts[i], src_langs[i], tgt_lang)
@@ -262,8 +277,15 @@ class Seq2SeqTranslator:
 
     backend_id = "hf-seq2seq"
 
-    def __init__(self, model_name: str, *, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 192,
-                 show_progress: bool = False) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 8,
+        max_new_tokens: int = 192,
+        show_progress: bool = False,
+    ) -> None:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         try:
@@ -303,8 +325,9 @@ class Seq2SeqTranslator:
         enc.pop("token_type_ids", None)
         return dict(enc), gen_kwargs
 
-    def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
-                  max_new_tokens: int | None = None) -> list[str]:
+    def translate(
+        self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
+    ) -> list[str]:
         import torch
 
         _check_lengths(texts, src_langs)
@@ -317,12 +340,17 @@ class Seq2SeqTranslator:
         device = next(self.model.parameters()).device
         for src, idx in by_src.items():
             for j in range(0, len(idx), self.batch_size):
-                batch = idx[j:j + self.batch_size]
+                batch = idx[j : j + self.batch_size]
                 enc, gen_kwargs = self._encode([" ".join(texts[i].split()) for i in batch], src, tgt_lang)
                 enc = {k: v.to(device) for k, v in enc.items()}
                 with torch.inference_mode():
-                    generated = self.model.generate(**enc, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                                                    num_beams=1, do_sample=False, **gen_kwargs)
+                    generated = self.model.generate(
+                        **enc,
+                        max_new_tokens=max_new_tokens or self.max_new_tokens,
+                        num_beams=1,
+                        do_sample=False,
+                        **gen_kwargs,
+                    )
                 decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
                 for i, raw in zip(batch, decoded):
                     text = " ".join(raw.split())
@@ -384,7 +412,7 @@ class TranslationCache:
         conn = self._connect()
         unique = list(dict.fromkeys(keys))
         for j in range(0, len(unique), 500):  # sqlite limits bound parameters per statement
-            chunk = unique[j:j + 500]
+            chunk = unique[j : j + 500]
             rows = conn.execute(
                 f"SELECT key, translation FROM translations WHERE key IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
@@ -417,14 +445,17 @@ class CachedTranslator:
         self.backend_id = backend.backend_id
         self.model_id = backend.model_id
 
-    def translate(self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *,
-                  max_new_tokens: int | None = None) -> list[str]:
+    def translate(
+        self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
+    ) -> list[str]:
         _check_lengths(texts, src_langs)
         out = list(texts)
         pending: dict[str, list[int]] = {}
         for i, (text, src) in enumerate(zip(texts, src_langs)):
             if text.strip() and src != tgt_lang:
-                pending.setdefault(TranslationCache.key(self.backend_id, self.model_id, src, tgt_lang, text), []).append(i)
+                pending.setdefault(
+                    TranslationCache.key(self.backend_id, self.model_id, src, tgt_lang, text), []
+                ).append(i)
         if not pending:
             return out
         found = self.cache.get_many(list(pending)) if self.cache is not None else {}
@@ -438,8 +469,9 @@ class CachedTranslator:
             firsts = [pending[k][0] for k in keys]
             if self.cache is not None:
                 self.cache.misses += len(keys)
-            translated = self.backend.translate([texts[i] for i in firsts], [src_langs[i] for i in firsts], tgt_lang,
-                                                max_new_tokens=max_new_tokens)
+            translated = self.backend.translate(
+                [texts[i] for i in firsts], [src_langs[i] for i in firsts], tgt_lang, max_new_tokens=max_new_tokens
+            )
             rows = []
             for key, i, translation in zip(keys, firsts, translated):
                 for j in pending[key]:

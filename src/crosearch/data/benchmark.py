@@ -24,11 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from crosearch.config import DataConfig
-from crosearch.errors import ConfigError, CrosearchError, DataFormatError
-from crosearch.io import atomic_write_json, read_json
-from crosearch.progress import track
-from crosearch.types import Passage, QAExample
-
 from crosearch.data.formats import (
     SquadFile,
     article_id,
@@ -43,6 +38,10 @@ from crosearch.data.formats import (
     xquad_dir,
 )
 from crosearch.data.passages import paragraph_to_passages
+from crosearch.errors import ConfigError, CrosearchError, DataFormatError
+from crosearch.io import atomic_write_json, read_json
+from crosearch.progress import track
+from crosearch.types import Passage, QAExample
 
 BENCHMARK_FORMAT = "crosearch-benchmark"
 BENCHMARK_VERSION = 1
@@ -78,8 +77,9 @@ def resolve_source(source: str, languages: Iterable[str] | None = None) -> tuple
     """
     directory = xquad_dir() if source == "xquad" else Path(source).expanduser()
     if not directory.exists():
-        raise CrosearchError(f"data source not found: {directory} (use 'xquad' or a directory of "
-                             "<name>.<lang>.json[.gz] files)")
+        raise CrosearchError(
+            f"data source not found: {directory} (use 'xquad' or a directory of <name>.<lang>.json[.gz] files)"
+        )
     if not directory.is_dir():
         raise CrosearchError(f"data source must be a directory of <name>.<lang>.json[.gz] files: {directory}")
     by_name: dict[str, dict[str, Path]] = defaultdict(dict)
@@ -89,21 +89,24 @@ def resolve_source(source: str, languages: Iterable[str] | None = None) -> tuple
             continue
         dataset, lang = parsed
         if lang in by_name[dataset]:
-            raise CrosearchError(f"{directory}: two files for language '{lang}': "
-                                 f"{by_name[dataset][lang].name} and {path.name}")
+            raise CrosearchError(
+                f"{directory}: two files for language '{lang}': {by_name[dataset][lang].name} and {path.name}"
+            )
         by_name[dataset][lang] = path
     if not by_name:
         raise CrosearchError(f"{directory}: no <name>.<lang>.json[.gz] files found")
     if len(by_name) > 1:
-        raise CrosearchError(f"{directory}: files of several datasets ({', '.join(sorted(by_name))}); "
-                             "keep one dataset per directory")
+        raise CrosearchError(
+            f"{directory}: files of several datasets ({', '.join(sorted(by_name))}); keep one dataset per directory"
+        )
     name, files = next(iter(by_name.items()))
     if languages is not None:
         wanted = [lang.strip().lower() for lang in languages if lang.strip()]
         missing = [lang for lang in wanted if lang not in files]
         if missing:
-            raise CrosearchError(f"{directory}: no file for language(s) {', '.join(missing)}; "
-                                 f"available: {', '.join(sorted(files))}")
+            raise CrosearchError(
+                f"{directory}: no file for language(s) {', '.join(missing)}; available: {', '.join(sorted(files))}"
+            )
         if not wanted:
             raise CrosearchError("the language list is empty")
         files = {lang: files[lang] for lang in wanted}
@@ -121,23 +124,35 @@ def check_parallel(squads: dict[str, SquadFile]) -> None:
         if other is ref:
             continue
         if len(other.articles) != len(ref.articles):
-            raise DataFormatError(other.path, f"has {len(other.articles)} articles but {ref_name} has "
-                                  f"{len(ref.articles)}; parallel files must match", field="data")
+            raise DataFormatError(
+                other.path,
+                f"has {len(other.articles)} articles but {ref_name} has {len(ref.articles)}; parallel files must match",
+                field="data",
+            )
         for ai, (a_ref, a_other) in enumerate(zip(ref.articles, other.articles)):
             if len(a_other.paragraphs) != len(a_ref.paragraphs):
-                raise DataFormatError(other.path, f"has {len(a_other.paragraphs)} paragraphs but {ref_name} has "
-                                      f"{len(a_ref.paragraphs)}; parallel files must match",
-                                      record=f"data[{ai}]", field="paragraphs")
+                raise DataFormatError(
+                    other.path,
+                    f"has {len(a_other.paragraphs)} paragraphs but {ref_name} has "
+                    f"{len(a_ref.paragraphs)}; parallel files must match",
+                    record=f"data[{ai}]",
+                    field="paragraphs",
+                )
             for pi, (p_ref, p_other) in enumerate(zip(a_ref.paragraphs, a_other.paragraphs)):
                 ids_ref = [q.id for q in p_ref.questions]
                 ids_other = [q.id for q in p_other.questions]
                 if ids_ref != ids_other:
                     extra = sorted(set(ids_other) - set(ids_ref))
                     lacking = sorted(set(ids_ref) - set(ids_other))
-                    detail = (f"not in {ref_name}: {extra[:3]}; " if extra else "") + \
-                             (f"missing here: {lacking[:3]}" if lacking else "same ids in another order")
-                    raise DataFormatError(other.path, f"question ids differ from {ref_name} ({detail})",
-                                          record=f"data[{ai}].paragraphs[{pi}]", field="qas")
+                    detail = (f"not in {ref_name}: {extra[:3]}; " if extra else "") + (
+                        f"missing here: {lacking[:3]}" if lacking else "same ids in another order"
+                    )
+                    raise DataFormatError(
+                        other.path,
+                        f"question ids differ from {ref_name} ({detail})",
+                        record=f"data[{ai}].paragraphs[{pi}]",
+                        field="qas",
+                    )
 
 
 # --------------------------------------------------------------------------- building
@@ -172,8 +187,10 @@ def _contains_answer(text: str, answers: list[str]) -> bool:
 def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     """Build the benchmark described by ``config`` in memory (see :func:`write_benchmark`)."""
     if config.passages == "sentences" and config.window_stride > config.window_sentences:
-        raise ConfigError(f"data.window_stride ({config.window_stride}) is larger than data.window_sentences "
-                          f"({config.window_sentences}): sentences between windows would be lost")
+        raise ConfigError(
+            f"data.window_stride ({config.window_stride}) is larger than data.window_sentences "
+            f"({config.window_sentences}): sentences between windows would be lost"
+        )
     name, files = resolve_source(config.source, config.languages)
     langs = list(files)
 
@@ -185,8 +202,11 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     ref = squads["en" if "en" in squads else langs[0]]
     widths = squad_ids(len(ref.articles), max((len(a.paragraphs) for a in ref.articles), default=1))
     # (article index, paragraph index, paragraph id) in source order: the canonical order of every output.
-    paragraphs = [(ai, pi, paragraph_id(name, ai, pi, widths))
-                  for ai, art in enumerate(ref.articles) for pi in range(len(art.paragraphs))]
+    paragraphs = [
+        (ai, pi, paragraph_id(name, ai, pi, widths))
+        for ai, art in enumerate(ref.articles)
+        for pi in range(len(art.paragraphs))
+    ]
     all_pids = [pid for _, _, pid in paragraphs]
     test_articles = _split_articles(len(ref.articles), config.seed, config.test_fraction)
 
@@ -204,8 +224,14 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
             if pid not in kept[lang]:
                 continue
             art = squad.articles[ai]
-            base = Passage(id=f"{lang}/{pid}", lang=lang, title=art.title, text=art.paragraphs[pi].context,
-                           article=article_id(name, ai, widths[0]), paragraph=pid)
+            base = Passage(
+                id=f"{lang}/{pid}",
+                lang=lang,
+                title=art.title,
+                text=art.paragraphs[pi].context,
+                article=article_id(name, ai, widths[0]),
+                paragraph=pid,
+            )
             cut = paragraph_to_passages(base, config.passages, config.window_sentences, config.window_stride)
             copies[(lang, pid)] = cut
             collection.extend(cut)
@@ -221,13 +247,20 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
                     continue
                 own = copies.get((lang, pid), [])
                 no_native = config.setting == "no-native"
-                target.append(QAExample(
-                    id=f"{q.id}/{lang}", lang=lang, question=q.question, answers=list(q.answers), group=q.id,
-                    article=article_id(name, ai, widths[0]), paragraph=pid,
-                    exclude=[p.id for p in own] if no_native else [],
-                    answer_passages=[p.id for p in own if _contains_answer(p.text, q.answers)],
-                    native_available=bool(own) and not no_native,
-                ))
+                target.append(
+                    QAExample(
+                        id=f"{q.id}/{lang}",
+                        lang=lang,
+                        question=q.question,
+                        answers=list(q.answers),
+                        group=q.id,
+                        article=article_id(name, ai, widths[0]),
+                        paragraph=pid,
+                        exclude=[p.id for p in own] if no_native else [],
+                        answer_passages=[p.id for p in own if _contains_answer(p.text, q.answers)],
+                        native_available=bool(own) and not no_native,
+                    )
+                )
 
     def per_lang(items: Iterable[Any]) -> dict[str, int]:
         counts = dict.fromkeys(langs, 0)
@@ -247,8 +280,9 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
         "source": {"name": name, "files": {lang: files[lang].name for lang in langs}},
         "languages": langs,
         "splits": {
-            "train_articles": [article_id(name, i, widths[0])
-                               for i in range(len(ref.articles)) if i not in test_articles],
+            "train_articles": [
+                article_id(name, i, widths[0]) for i in range(len(ref.articles)) if i not in test_articles
+            ],
             "test_articles": [article_id(name, i, widths[0]) for i in sorted(test_articles)],
         },
         "counts": {
@@ -290,26 +324,38 @@ def load_benchmark(path: str | Path) -> Benchmark:
         raise CrosearchError(f"not a benchmark directory: {root} ({hint})")
     meta_path = root / "meta.json"
     if not meta_path.exists():
-        raise CrosearchError(f"{root} is not a crosearch benchmark (or its build did not finish): "
-                             f"no meta.json ({hint})")
+        raise CrosearchError(
+            f"{root} is not a crosearch benchmark (or its build did not finish): no meta.json ({hint})"
+        )
     meta = read_json(meta_path)
     if not isinstance(meta, dict) or meta.get("format") != BENCHMARK_FORMAT:
-        raise DataFormatError(meta_path, f"not a crosearch benchmark (expected format '{BENCHMARK_FORMAT}')",
-                              field="format")
+        raise DataFormatError(
+            meta_path, f"not a crosearch benchmark (expected format '{BENCHMARK_FORMAT}')", field="format"
+        )
     version = meta.get("version")
     if not isinstance(version, int) or version > BENCHMARK_VERSION:
-        raise DataFormatError(meta_path, f"benchmark format version {version!r} is not supported "
-                              f"(this crosearch reads up to {BENCHMARK_VERSION}); rebuild it", field="version")
+        raise DataFormatError(
+            meta_path,
+            f"benchmark format version {version!r} is not supported "
+            f"(this crosearch reads up to {BENCHMARK_VERSION}); rebuild it",
+            field="version",
+        )
     for name in FILES[:3]:
         if not (root / name).exists():
             raise CrosearchError(f"{root}: {name} is missing; rebuild the benchmark ({hint})")
-    bench = Benchmark(collection=read_corpus(root / "collection.jsonl"), train=read_qa(root / "train.jsonl"),
-                      test=read_qa(root / "test.jsonl"), meta=meta)
+    bench = Benchmark(
+        collection=read_corpus(root / "collection.jsonl"),
+        train=read_qa(root / "train.jsonl"),
+        test=read_qa(root / "test.jsonl"),
+        meta=meta,
+    )
     counts = meta.get("counts", {})
     for name, records in (("passages", bench.collection), ("train", bench.train), ("test", bench.test)):
         expected = counts.get(name)
         if expected is not None and expected != len(records):
-            raise DataFormatError(root / ("collection.jsonl" if name == "passages" else f"{name}.jsonl"),
-                                  f"holds {len(records)} records but meta.json says {expected}; "
-                                  "the directory was modified or truncated: rebuild it")
+            raise DataFormatError(
+                root / ("collection.jsonl" if name == "passages" else f"{name}.jsonl"),
+                f"holds {len(records)} records but meta.json says {expected}; "
+                "the directory was modified or truncated: rebuild it",
+            )
     return bench

@@ -20,12 +20,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import regex
 
-from crosearch.data.records import (SQUAD_LEVELS, CorpusRecord, MkqaRecord, QARecord, SquadRecord, XorTydiRecord,
-                                   validate_record)
+from crosearch.data.records import (
+    SQUAD_LEVELS,
+    CorpusRecord,
+    MkqaRecord,
+    QARecord,
+    SquadRecord,
+    XorTydiRecord,
+    validate_record,
+)
 from crosearch.errors import DataFormatError
 from crosearch.io import read_json, read_jsonl, write_jsonl
 from crosearch.types import Passage, QAExample
@@ -76,8 +82,9 @@ def lang_from_filename(path: str | Path) -> tuple[str, str, str]:
         lang = match["lang"].lower().replace("-", "_")
         return match["name"], lang, lang
     raise DataFormatError(
-        path, "cannot infer the language from the file name; name it <name>.<lang>.json[.gz] "
-        "(or *context-<lang>-question-<lang>.json for MLQA), or pass the language explicitly"
+        path,
+        "cannot infer the language from the file name; name it <name>.<lang>.json[.gz] "
+        "(or *context-<lang>-question-<lang>.json for MLQA), or pass the language explicitly",
     )
 
 
@@ -153,8 +160,12 @@ def load_squad(path: str | Path, lang: str | None = None, *, name: str | None = 
             if lang is None:
                 raise
     lang = (lang or question_lang or "").lower()
-    result = SquadFile(path=str(path), name=name or inferred_name or path.name.split(".")[0],
-                       lang=lang, context_lang=(context_lang if question_lang == lang else None) or lang)
+    result = SquadFile(
+        path=str(path),
+        name=name or inferred_name or path.name.split(".")[0],
+        lang=lang,
+        context_lang=(context_lang if question_lang == lang else None) or lang,
+    )
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise DataFormatError(path, f"expected a JSON object with a 'data' list, got {type(raw).__name__}")
@@ -162,8 +173,12 @@ def load_squad(path: str | Path, lang: str | None = None, *, name: str | None = 
     for art in squad.data:
         article = SquadArticle(title=clean_text(art.title or "").replace("_", " "), paragraphs=[])
         for par in art.paragraphs:
-            questions = [SquadQuestion(id=qa.id, question=clean_text(qa.question),
-                                       answers=dedup(clean_text(a.text) for a in qa.answers)) for qa in par.qas]
+            questions = [
+                SquadQuestion(
+                    id=qa.id, question=clean_text(qa.question), answers=dedup(clean_text(a.text) for a in qa.answers)
+                )
+                for qa in par.qas
+            ]
             article.paragraphs.append(SquadParagraph(context=clean_text(par.context), questions=questions))
         result.articles.append(article)
     return result
@@ -195,8 +210,16 @@ def squad_passages(squad: SquadFile) -> list[Passage]:
     for ai, art in enumerate(squad.articles):
         for pi, par in enumerate(art.paragraphs):
             pid = paragraph_id(squad.name, ai, pi, widths)
-            out.append(Passage(id=f"{squad.context_lang}/{pid}", lang=squad.context_lang, title=art.title,
-                               text=par.context, article=article_id(squad.name, ai, widths[0]), paragraph=pid))
+            out.append(
+                Passage(
+                    id=f"{squad.context_lang}/{pid}",
+                    lang=squad.context_lang,
+                    title=art.title,
+                    text=par.context,
+                    article=article_id(squad.name, ai, widths[0]),
+                    paragraph=pid,
+                )
+            )
     return out
 
 
@@ -209,18 +232,26 @@ def squad_examples(squad: SquadFile, *, keep_unanswerable: bool = False) -> list
             for q in par.questions:
                 if not q.answers and not keep_unanswerable:
                     continue
-                out.append(QAExample(id=f"{q.id}/{squad.lang}", lang=squad.lang, question=q.question,
-                                     answers=list(q.answers), group=q.id,
-                                     article=article_id(squad.name, ai, widths[0]),
-                                     paragraph=paragraph_id(squad.name, ai, pi, widths)))
+                out.append(
+                    QAExample(
+                        id=f"{q.id}/{squad.lang}",
+                        lang=squad.lang,
+                        question=q.question,
+                        answers=list(q.answers),
+                        group=q.id,
+                        article=article_id(squad.name, ai, widths[0]),
+                        paragraph=paragraph_id(squad.name, ai, pi, widths),
+                    )
+                )
     return out
 
 
 # --------------------------------------------------------------------------- MKQA, XOR-TyDi
 
 
-def load_mkqa(path: str | Path, languages: Iterable[str] | None = None, *,
-              keep_unanswerable: bool = False) -> list[QAExample]:
+def load_mkqa(
+    path: str | Path, languages: Iterable[str] | None = None, *, keep_unanswerable: bool = False
+) -> list[QAExample]:
     """Load MKQA JSONL(.gz): one QAExample per (example, language), ``group`` = ``example_id``.
 
     Answers are each answer's ``text`` followed by its ``aliases`` (deduplicated, order kept);
@@ -243,8 +274,15 @@ def load_mkqa(path: str | Path, languages: Iterable[str] | None = None, *,
             final = dedup(texts)
             if not final and not keep_unanswerable:
                 continue
-            out.append(QAExample(id=f"{record.example_id}/{lang}", lang=lang, question=record.queries[lang].strip(),
-                                 answers=final, group=record.example_id))
+            out.append(
+                QAExample(
+                    id=f"{record.example_id}/{lang}",
+                    lang=lang,
+                    question=record.queries[lang].strip(),
+                    answers=final,
+                    group=record.example_id,
+                )
+            )
     return out
 
 
@@ -273,11 +311,20 @@ def read_corpus(path: str | Path) -> list[Passage]:
     for line, obj in read_jsonl(path):
         record = validate_record(CorpusRecord, obj, path, line=line)
         if record.id in seen:
-            raise DataFormatError(path, f"duplicate passage id {record.id!r} (first on line {seen[record.id]})",
-                                  line=line, field="id")
+            raise DataFormatError(
+                path, f"duplicate passage id {record.id!r} (first on line {seen[record.id]})", line=line, field="id"
+            )
         seen[record.id] = line
-        out.append(Passage(id=record.id, lang=record.lang, title=record.title or "", text=record.text,
-                           article=record.article, paragraph=record.paragraph))
+        out.append(
+            Passage(
+                id=record.id,
+                lang=record.lang,
+                title=record.title or "",
+                text=record.text,
+                article=record.article,
+                paragraph=record.paragraph,
+            )
+        )
     return out
 
 
@@ -287,12 +334,20 @@ def read_qa(path: str | Path) -> list[QAExample]:
     out = []
     for line, obj in read_jsonl(path):
         record = validate_record(QARecord, obj, path, line=line)
-        out.append(QAExample(
-            id=record.id, lang=record.lang, question=record.question, answers=list(record.answers),
-            group=record.group, article=record.article, paragraph=record.paragraph,
-            exclude=record.exclude or [], answer_passages=record.answer_passages or [],
-            native_available=record.native_available,
-        ))
+        out.append(
+            QAExample(
+                id=record.id,
+                lang=record.lang,
+                question=record.question,
+                answers=list(record.answers),
+                group=record.group,
+                article=record.article,
+                paragraph=record.paragraph,
+                exclude=record.exclude or [],
+                answer_passages=record.answer_passages or [],
+                native_available=record.native_available,
+            )
+        )
     return out
 
 

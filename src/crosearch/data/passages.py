@@ -29,10 +29,12 @@ _UNSPACED_END = regex.compile(r"(?:[。！？]+|[।॥။។።։]+|[!?]+(?=[\p
 # an abbreviation such as Thai "พ.ศ." (Buddhist era, always followed by a year) is not.
 _SCRIPT_SPACE = regex.compile(r"(?<=[\p{Thai}\p{Lao}])\s+(?=[\p{Thai}\p{Lao}])(?![\p{Thai}\p{Lao}]{1,3}\.)")
 # A period after these words (case-insensitive) is an abbreviation, not a sentence end.
-_ABBREVIATIONS = frozenset("""
+_ABBREVIATIONS = frozenset(
+    """
 mr mrs ms dr prof st jr sr vs etc eg ie cf al fig no nos vol pp ca approx gen col lt sgt capt rev hon mt ft
 inc ltd co corp dept univ est jan feb mar apr jun jul aug sep sept oct nov dec
-""".split())
+""".split()
+)
 _PREV_WORD = regex.compile(r"(\w+)\W*$")
 
 
@@ -135,7 +137,15 @@ def paragraph_to_passages(base: Passage, mode: str, size: int = 3, stride: int =
         return []
     out = []
     for k, (i, j) in enumerate(window_spans(len(spans), size, stride)):
-        text = base.text[spans[i][0]:spans[j - 1][1]]
-        out.append(Passage(id=f"{base.id}/w{k}", lang=base.lang, title=base.title, text=text,
-                           article=base.article, paragraph=base.paragraph))
+        text = base.text[spans[i][0] : spans[j - 1][1]]
+        out.append(
+            Passage(
+                id=f"{base.id}/w{k}",
+                lang=base.lang,
+                title=base.title,
+                text=text,
+                article=base.article,
+                paragraph=base.paragraph,
+            )
+        )
     return out

@@ -24,8 +24,9 @@ from crosearch.errors import DataFormatError
 def _to_id(value: Any) -> str:
     # bool is an int subclass; an id of `true` is a bug in the file, not a number.
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise PydanticCustomError("id_type", "expected a string or an integer, got {got}",
-                                  {"got": type(value).__name__})
+        raise PydanticCustomError(
+            "id_type", "expected a string or an integer, got {got}", {"got": type(value).__name__}
+        )
     return str(value)
 
 
@@ -107,9 +108,16 @@ class QARecord(_Record):
     native_available: bool | None = None
 
 
-_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number", "bool_type": "a boolean",
-             "list_type": "a list", "dict_type": "an object", "model_type": "an object",
-             "model_attributes_type": "an object"}
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
 # Levels of a JSON file that are records (each named in errors as e.g. ``data[3].paragraphs[2]``).
 SQUAD_LEVELS = frozenset({"data", "paragraphs", "qas"})
 
@@ -132,8 +140,9 @@ def _split_loc(loc: Sequence[int | str], levels: frozenset[str]) -> tuple[str | 
     return _loc_text(loc[:i]) or None, _loc_text(loc[i:]) or None
 
 
-def validate_record(model: type[R], obj: Any, path: str | Path, *, line: int | None = None,
-                    levels: frozenset[str] = frozenset()) -> R:
+def validate_record(
+    model: type[R], obj: Any, path: str | Path, *, line: int | None = None, levels: frozenset[str] = frozenset()
+) -> R:
     """``model`` validated from ``obj``; the first problem raised as a DataFormatError naming where it is.
 
     ``levels`` are the keys whose list items count as records (``SQUAD_LEVELS``): the

@@ -61,14 +61,15 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
     for lang, paragraph in copies:
         langs_of_paragraph[paragraph].add(lang)
 
-    langs = sorted(set(bench.languages) | {p.lang for p in bench.collection}
-                   | {q.lang for q in bench.train + bench.test})
+    langs = sorted(
+        set(bench.languages) | {p.lang for p in bench.collection} | {q.lang for q in bench.train + bench.test}
+    )
     per = {lang: LangStats(lang=lang) for lang in langs}
     chars: dict[str, int] = defaultdict(int)
     for passage in bench.collection:
         per[passage.lang].passages += 1
         chars[passage.lang] += len(passage.text)
-    for (lang, _paragraph) in copies:
+    for lang, _paragraph in copies:
         per[lang].paragraphs += 1
 
     hits: dict[str, int] = defaultdict(int)
@@ -103,12 +104,21 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
     for lang, row in per.items():
         row.mean_passage_chars = round(chars[lang] / row.passages, 1) if row.passages else 0.0
         row.answer_in_passage = round(hits[lang] / row.answer_in_passage_of, 4) if row.answer_in_passage_of else 0.0
-        for name in ("passages", "paragraphs", "train_questions", "test_questions", "test_native",
-                     "test_cross_only", "test_unreachable", "answer_in_passage_of"):
+        for name in (
+            "passages",
+            "paragraphs",
+            "train_questions",
+            "test_questions",
+            "test_native",
+            "test_cross_only",
+            "test_unreachable",
+            "answer_in_passage_of",
+        ):
             setattr(total, name, getattr(total, name) + getattr(row, name))
     total.mean_passage_chars = round(sum(chars.values()) / total.passages, 1) if total.passages else 0.0
-    total.answer_in_passage = (round(sum(hits.values()) / total.answer_in_passage_of, 4)
-                               if total.answer_in_passage_of else 0.0)
+    total.answer_in_passage = (
+        round(sum(hits.values()) / total.answer_in_passage_of, 4) if total.answer_in_passage_of else 0.0
+    )
     return BenchmarkStats(setting=bench.setting, languages=[per[lang] for lang in langs], total=total)
 
 
@@ -118,11 +128,16 @@ def stats_table(stats: BenchmarkStats):  # -> rich.table.Table (rich imported la
     from rich.table import Table
 
     # Borderless and tightly padded so ten columns fit an 80-column terminal.
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
-                  title=f"benchmark statistics (setting: {stats.setting})",
-                  caption="own / cross: test questions whose gold paragraph is reachable in their own "
-                          "language / only in other languages; 1-psg: share of questions with an answer "
-                          "inside one passage")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        title=f"benchmark statistics (setting: {stats.setting})",
+        caption="own / cross: test questions whose gold paragraph is reachable in their own "
+        "language / only in other languages; 1-psg: share of questions with an answer "
+        "inside one passage",
+    )
     for header in ("lang", "psgs", "paras", "chars", "train", "test", "own", "cross", "none", "1-psg"):
         table.add_column(header, justify="left" if header == "lang" else "right", no_wrap=True)
 
@@ -130,9 +145,19 @@ def stats_table(stats: BenchmarkStats):  # -> rich.table.Table (rich imported la
         def share(n: int) -> str:
             return f"{n} {n / s.test_questions:.0%}" if s.test_questions else str(n)
 
-        table.add_row(s.lang, str(s.passages), str(s.paragraphs), f"{s.mean_passage_chars:.0f}",
-                      str(s.train_questions), str(s.test_questions), share(s.test_native),
-                      share(s.test_cross_only), str(s.test_unreachable), f"{s.answer_in_passage:.1%}", style=style)
+        table.add_row(
+            s.lang,
+            str(s.passages),
+            str(s.paragraphs),
+            f"{s.mean_passage_chars:.0f}",
+            str(s.train_questions),
+            str(s.test_questions),
+            share(s.test_native),
+            share(s.test_cross_only),
+            str(s.test_unreachable),
+            f"{s.answer_in_passage:.1%}",
+            style=style,
+        )
 
     for s in stats.languages:
         row(s)

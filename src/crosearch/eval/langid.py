@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from crosearch.config import MetricsConfig
+
 # Codes are mapped to lingua languages in one place, below this layer; re-exported here for callers of langid.
 from crosearch.crosslingual.languages import base_language as base_language
 from crosearch.crosslingual.languages import lingua_language as lingua_language
@@ -42,20 +43,61 @@ if TYPE_CHECKING:  # lingua is imported lazily: building a detector is the costl
 # Scripts by the lingua languages that use them; every language not listed here
 # writes in Latin script.  Serbian is listed under both Cyrillic and Latin.
 _NON_LATIN: dict[str, tuple[str, ...]] = {
-    "ar": ("Arabic",), "fa": ("Arabic",), "ur": ("Arabic",),
-    "be": ("Cyrillic",), "bg": ("Cyrillic",), "kk": ("Cyrillic",), "mk": ("Cyrillic",),
-    "mn": ("Cyrillic",), "ru": ("Cyrillic",), "uk": ("Cyrillic",), "sr": ("Cyrillic", "Latin"),
-    "hi": ("Devanagari",), "mr": ("Devanagari",),
-    "bn": ("Bengali",), "gu": ("Gujarati",), "pa": ("Gurmukhi",), "ta": ("Tamil",), "te": ("Telugu",),
-    "el": ("Greek",), "he": ("Hebrew",), "hy": ("Armenian",), "ka": ("Georgian",),
-    "th": ("Thai",), "ko": ("Hangul",),
-    "zh": ("Han",), "ja": ("Han", "Kana"),
+    "ar": ("Arabic",),
+    "fa": ("Arabic",),
+    "ur": ("Arabic",),
+    "be": ("Cyrillic",),
+    "bg": ("Cyrillic",),
+    "kk": ("Cyrillic",),
+    "mk": ("Cyrillic",),
+    "mn": ("Cyrillic",),
+    "ru": ("Cyrillic",),
+    "uk": ("Cyrillic",),
+    "sr": ("Cyrillic", "Latin"),
+    "hi": ("Devanagari",),
+    "mr": ("Devanagari",),
+    "bn": ("Bengali",),
+    "gu": ("Gujarati",),
+    "pa": ("Gurmukhi",),
+    "ta": ("Tamil",),
+    "te": ("Telugu",),
+    "el": ("Greek",),
+    "he": ("Hebrew",),
+    "hy": ("Armenian",),
+    "ka": ("Georgian",),
+    "th": ("Thai",),
+    "ko": ("Hangul",),
+    "zh": ("Han",),
+    "ja": ("Han", "Kana"),
 }
 
 # Scripts told apart when counting letters; kana (Hiragana + Katakana) counts as one.
-_SCRIPTS = ("Latin", "Cyrillic", "Arabic", "Devanagari", "Han", "Hangul", "Greek", "Hebrew",
-            "Thai", "Bengali", "Gujarati", "Gurmukhi", "Tamil", "Telugu", "Armenian", "Georgian",
-            "Kannada", "Malayalam", "Sinhala", "Lao", "Khmer", "Myanmar", "Ethiopic", "Tibetan")
+_SCRIPTS = (
+    "Latin",
+    "Cyrillic",
+    "Arabic",
+    "Devanagari",
+    "Han",
+    "Hangul",
+    "Greek",
+    "Hebrew",
+    "Thai",
+    "Bengali",
+    "Gujarati",
+    "Gurmukhi",
+    "Tamil",
+    "Telugu",
+    "Armenian",
+    "Georgian",
+    "Kannada",
+    "Malayalam",
+    "Sinhala",
+    "Lao",
+    "Khmer",
+    "Myanmar",
+    "Ethiopic",
+    "Tibetan",
+)
 _SCRIPT_RE = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIPTS}
 _SCRIPT_RE["Kana"] = regex.compile(r"[\p{Script=Hiragana}\p{Script=Katakana}]")
 _LETTER = regex.compile(r"[\p{L}\p{M}]")
@@ -137,8 +179,7 @@ def detect_language(text: str, candidates: Sequence[str] = ()) -> str | None:
     return None if found is None else found.iso_code_639_1.name.lower()
 
 
-def answer_language_match(prediction: str, lang: str | None,
-                          config: MetricsConfig | None = None) -> float | None:
+def answer_language_match(prediction: str, lang: str | None, config: MetricsConfig | None = None) -> float | None:
     """1.0 if ``prediction`` is in language ``lang``, 0.0 if not, ``None`` if that cannot be decided.
 
     ``None`` means: ``lang`` is unknown to lingua, or the prediction has no letters

@@ -38,17 +38,27 @@ from crosearch.errors import CrosearchError
 from crosearch.eval.langid import answer_language_match
 
 __all__ = [
-    "QAScores", "MetricSummary", "ScoreReport", "normalize_answer", "answer_tokens",
-    "exact_match", "f1_score", "char3_recall", "answer_language_match",
-    "score_prediction", "aggregate_scores",
+    "QAScores",
+    "MetricSummary",
+    "ScoreReport",
+    "normalize_answer",
+    "answer_tokens",
+    "exact_match",
+    "f1_score",
+    "char3_recall",
+    "answer_language_match",
+    "score_prediction",
+    "aggregate_scores",
 ]
 
 # Unicode punctuation plus the ASCII symbols string.punctuation adds (MLQA's PUNCT set).
 _PUNCT = regex.compile(r"[\p{P}$+<=>^`|~]+")
 _ARABIC_MARKS = regex.compile(r"[\u0610-\u061A\u064B-\u065F\u0670\u06D6-\u06DC\u06DF-\u06E8\u06EA-\u06ED\u0640]")
 # Scripts written without spaces between words: one token per character.
-_UNSPACED = regex.compile(r"[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\u30FC"
-                          r"\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]")
+_UNSPACED = regex.compile(
+    r"[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\u30FC"
+    r"\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]"
+)
 _GRAPHEME = regex.compile(r"\X")
 
 _ARTICLES: dict[str, tuple[str, ...]] = {
@@ -57,8 +67,24 @@ _ARTICLES: dict[str, tuple[str, ...]] = {
     "de": ("ein", "eine", "einen", "einem", "eines", "einer", "der", "die", "das", "den", "dem", "des"),
     "vi": ("của", "là", "cái", "chiếc", "những"),
     "fr": ("le", "la", "les", "l", "un", "une", "des", "du", "de", "d"),
-    "it": ("il", "lo", "la", "l", "i", "gli", "le", "un", "uno", "una",
-           "del", "dello", "della", "dei", "degli", "delle"),
+    "it": (
+        "il",
+        "lo",
+        "la",
+        "l",
+        "i",
+        "gli",
+        "le",
+        "un",
+        "uno",
+        "una",
+        "del",
+        "dello",
+        "della",
+        "dei",
+        "degli",
+        "delle",
+    ),
     "pt": ("o", "a", "os", "as", "um", "uma", "uns", "umas"),
     "ca": ("el", "la", "els", "les", "l", "un", "una", "uns", "unes"),
     "nl": ("de", "het", "een", "des", "der", "den"),
@@ -68,13 +94,29 @@ _ARTICLES: dict[str, tuple[str, ...]] = {
     "nn": ("ein", "eit", "ei"),
     "fi": ("se", "yks", "yksi"),
     "hu": ("a", "az", "egy"),
-    "el": ("ο", "η", "το", "οι", "τα", "του", "της", "των", "τον", "την", "τους", "τις",
-           "ένας", "μια", "μία", "ένα", "έναν"),
+    "el": (
+        "ο",
+        "η",
+        "το",
+        "οι",
+        "τα",
+        "του",
+        "της",
+        "των",
+        "τον",
+        "την",
+        "τους",
+        "τις",
+        "ένας",
+        "μια",
+        "μία",
+        "ένα",
+        "έναν",
+    ),
 }
 _ARTICLE_RE = {lang: regex.compile(r"\b(?:" + "|".join(words) + r")\b") for lang, words in _ARTICLES.items()}
 # Article + apostrophe fused to the next word ("l'homme"); split before punctuation goes.
-_ELISION_RE = {lang: regex.compile(r"(?<!\w)(l|d|un)['’](?=\w)")
-               for lang in ("fr", "it", "ca")}
+_ELISION_RE = {lang: regex.compile(r"(?<!\w)(l|d|un)['’](?=\w)") for lang in ("fr", "it", "ca")}
 # "ال" as a word prefix, keeping at least two letters of the word.
 _ARABIC_ARTICLE = regex.compile(r"(?<!\w)ال(?=\w\w)")
 
@@ -189,9 +231,9 @@ def _char_ngrams(text: str, n: int = 3, *, short_unspaced: bool = False) -> list
         if len(word) < n:
             grams.append(word)
             continue
-        grams.extend(word[i:i + n] for i in range(len(word) - n + 1))
+        grams.extend(word[i : i + n] for i in range(len(word) - n + 1))
         if short_unspaced and _UNSPACED.search(word):
-            grams.extend(word[i:i + k] for k in range(1, n) for i in range(len(word) - k + 1))
+            grams.extend(word[i : i + k] for k in range(1, n) for i in range(len(word) - k + 1))
     return grams
 
 
@@ -228,8 +270,14 @@ class QAScores:
         return asdict(self)
 
 
-def score_prediction(prediction: str, golds: Sequence[str] | str, lang: str | None,
-                     *, config: MetricsConfig | None = None, language_match: bool = True) -> QAScores:
+def score_prediction(
+    prediction: str,
+    golds: Sequence[str] | str,
+    lang: str | None,
+    *,
+    config: MetricsConfig | None = None,
+    language_match: bool = True,
+) -> QAScores:
     """Every answer metric for one prediction against its gold answers in language ``lang``.
 
     ``language_match=False`` skips answer-language detection (``lang_match`` is then

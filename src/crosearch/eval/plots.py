@@ -54,10 +54,15 @@ def language_bars(runs: Sequence[tuple[str, Mapping[str, Any]]], title: str, *, 
             heights.append(est.value * scale)
             lows.append(max(0.0, (est.value - est.low) * scale) if est.low is not None else 0.0)
             highs.append(max(0.0, (est.high - est.value) * scale) if est.high is not None else 0.0)
-        ax.bar(xs, heights, width=width * 0.95, label=label, yerr=[lows, highs], capsize=2,
-               error_kw={"elinewidth": 0.8})
-    tops = [(e.high if e.high is not None else e.value) * scale for _, rows in runs for e in rows.values()
-            if e is not None and e.value is not None]
+        ax.bar(
+            xs, heights, width=width * 0.95, label=label, yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8}
+        )
+    tops = [
+        (e.high if e.high is not None else e.value) * scale
+        for _, rows in runs
+        for e in rows.values()
+        if e is not None and e.value is not None
+    ]
     # Scores are never negative: start at 0, and give an all-zero chart a visible range.
     ax.set_ylim(0, max(tops, default=0) * 1.08 or (100.0 if percent else 1.0))
     ax.set_xticks(range(len(keys)), keys)
@@ -82,10 +87,18 @@ def training_curves(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], met
     for k, metric in enumerate(panels):
         ax = fig.add_subplot(rows, cols, k + 1)
         for label, history in runs:
-            points = [(int(e.get("step", i)), float(e[metric])) for i, e in enumerate(history)
-                      if isinstance(e.get(metric), (int, float))]
+            points = [
+                (int(e.get("step", i)), float(e[metric]))
+                for i, e in enumerate(history)
+                if isinstance(e.get(metric), (int, float))
+            ]
             if points:
-                ax.plot([s for s, _ in points], [v for _, v in points], label=label, marker="." if len(points) < 30 else None)
+                ax.plot(
+                    [s for s, _ in points],
+                    [v for _, v in points],
+                    label=label,
+                    marker="." if len(points) < 30 else None,
+                )
         ax.set_title(metric)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

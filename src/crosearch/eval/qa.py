@@ -32,9 +32,15 @@ PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
 # Columns of the per-language table: (key in metrics.json, header, shown as a percentage).
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    ("em", "EM", True), ("f1", "F1", True), ("char3", "char3 recall", True), ("lang_match", "answer lang", True),
-    ("searches", "searches/q", False), ("evidence_hit", "gold in context", True),
-    ("tokens_per_retrieval", "tokens/retrieval", False), ("seconds", "s/question", False), ("n", "n", False),
+    ("em", "EM", True),
+    ("f1", "F1", True),
+    ("char3", "char3 recall", True),
+    ("lang_match", "answer lang", True),
+    ("searches", "searches/q", False),
+    ("evidence_hit", "gold in context", True),
+    ("tokens_per_retrieval", "tokens/retrieval", False),
+    ("seconds", "s/question", False),
+    ("n", "n", False),
 )
 
 
@@ -42,8 +48,9 @@ def _rank_key(seed: int, group: str) -> str:
     return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
 
 
-def sample_questions(questions: Sequence[QAExample], per_lang: int | None, langs: Sequence[str] | None = None,
-                     seed: int = 0) -> list[QAExample]:
+def sample_questions(
+    questions: Sequence[QAExample], per_lang: int | None, langs: Sequence[str] | None = None, seed: int = 0
+) -> list[QAExample]:
     """A deterministic per-language sample, stratified by language.
 
     Each language keeps its ``per_lang`` questions of smallest ``sha256(seed:group)``.
@@ -55,8 +62,9 @@ def sample_questions(questions: Sequence[QAExample], per_lang: int | None, langs
         have = {q.lang for q in questions}
         missing = [lang for lang in langs if lang not in have]
         if missing:
-            raise CrosearchError(f"no questions in language(s) {', '.join(missing)}; "
-                                 f"this split has {', '.join(sorted(have))}")
+            raise CrosearchError(
+                f"no questions in language(s) {', '.join(missing)}; this split has {', '.join(sorted(have))}"
+            )
     chosen = [q for q in questions if not langs or q.lang in langs]
     ranked = sorted(chosen, key=lambda q: (_rank_key(seed, q.group or q.id), q.lang, q.id))
     return ranked if per_lang is None else first_per_lang(ranked, per_lang)
@@ -98,8 +106,9 @@ def read_predictions(path: str | Path, *, repair: bool = False) -> list[dict[str
         except (ValueError, UnicodeDecodeError) as exc:
             if last:
                 break  # torn final write: dropped, the question is run again
-            raise DataFormatError(path, f"not a prediction record ({exc}); delete the file to start over",
-                                  line=number) from None
+            raise DataFormatError(
+                path, f"not a prediction record ({exc}); delete the file to start over", line=number
+            ) from None
         records.append(obj)
         good_end += len(raw) + (0 if last else 1)
     if repair and good_end != len(data):
@@ -121,8 +130,9 @@ def append_predictions(path: str | Path, records: Sequence[dict[str, Any]]) -> N
         os.fsync(handle.fileno())
 
 
-def prediction_record(output: PipelineOutput, metrics_config: MetricsConfig,
-                      seconds: float | None = None) -> dict[str, Any]:
+def prediction_record(
+    output: PipelineOutput, metrics_config: MetricsConfig, seconds: float | None = None
+) -> dict[str, Any]:
     """One predictions.jsonl line: the question, its golds, the prediction, its scores, its cost and the full trace.
 
     ``seconds`` is the question's share of its batch's wall time (generation, retrieval, translation).
@@ -133,12 +143,22 @@ def prediction_record(output: PipelineOutput, metrics_config: MetricsConfig,
     scores = score_prediction(output.prediction, q.answers, q.lang, config=metrics_config)
     blocks = output.evidence_blocks()
     return {
-        "id": q.id, "lang": q.lang, "group": q.group, "question": q.question, "golds": list(q.answers),
-        "native_available": q.native_available, "pipeline": output.pipeline, "prediction": output.prediction,
-        "scores": scores.to_dict(), "searches": output.searches, "evidence_hit": output.evidence_hit(),
-        "retrievals": len(blocks), "evidence_tokens": sum(int(b["trace"].get("tokens", 0)) for b in blocks),
+        "id": q.id,
+        "lang": q.lang,
+        "group": q.group,
+        "question": q.question,
+        "golds": list(q.answers),
+        "native_available": q.native_available,
+        "pipeline": output.pipeline,
+        "prediction": output.prediction,
+        "scores": scores.to_dict(),
+        "searches": output.searches,
+        "evidence_hit": output.evidence_hit(),
+        "retrievals": len(blocks),
+        "evidence_tokens": sum(int(b["trace"].get("tokens", 0)) for b in blocks),
         "seconds": round(seconds, 3) if seconds is not None else None,
-        "stop_reason": output.rollout.stop_reason, "trace": output.trace(),
+        "stop_reason": output.rollout.stop_reason,
+        "trace": output.trace(),
     }
 
 
@@ -163,9 +183,12 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     extras: dict[str, dict[str, float | None]] = {}
     for lang, rows in by_lang.items():
         hits = [float(r["evidence_hit"]) for r in rows if r.get("evidence_hit") is not None]
-        extras[lang] = {"searches": _mean([float(r["searches"]) for r in rows]), "evidence_hit": _mean(hits),
-                        "tokens_per_retrieval": _per_retrieval(rows),
-                        "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None])}
+        extras[lang] = {
+            "searches": _mean([float(r["searches"]) for r in rows]),
+            "evidence_hit": _mean(hits),
+            "tokens_per_retrieval": _per_retrieval(rows),
+            "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
+        }
         out["per_language"][lang].update(extras[lang])
     for key in ("searches", "evidence_hit", "seconds"):
         langs = [v[key] for v in extras.values() if v[key] is not None]
@@ -220,8 +243,15 @@ class QARun:
     langs: list[str] | None = None
 
 
-def run_qa_eval(run: QARun, config: Config, *, policy: Policy | None = None, retriever: Retriever | None = None,
-                progress: bool = True, console: Console | None = None) -> dict[str, Any]:
+def run_qa_eval(
+    run: QARun,
+    config: Config,
+    *,
+    policy: Policy | None = None,
+    retriever: Retriever | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
     """Evaluate ``run.pipeline`` and write predictions.jsonl + metrics.json into ``run.out_dir``.
 
     ``policy`` (a :class:`~crosearch.agent.pipelines.Policy`) and ``retriever`` are
@@ -249,13 +279,16 @@ def run_qa_eval(run: QARun, config: Config, *, policy: Policy | None = None, ret
     done = read_predictions(pred_path, repair=True)
     other = sorted({r.get("pipeline") for r in done} - {run.pipeline})
     if other:
-        raise CrosearchError(f"{pred_path} holds predictions of pipeline {other[0]}, not {run.pipeline}: "
-                             "choose another --out")
+        raise CrosearchError(
+            f"{pred_path} holds predictions of pipeline {other[0]}, not {run.pipeline}: choose another --out"
+        )
     done_ids = {r["id"] for r in done}
     todo = [q for q in questions if q.id not in done_ids]
     if done:
-        console.print(f"resuming: {len(done_ids & {q.id for q in questions})} of {len(questions)} questions "
-                      f"already in {pred_path}")
+        console.print(
+            f"resuming: {len(done_ids & {q.id for q in questions})} of {len(questions)} questions "
+            f"already in {pred_path}"
+        )
 
     if todo:
         if run.pipeline != "direct" and retriever is None:
@@ -265,20 +298,32 @@ def run_qa_eval(run: QARun, config: Config, *, policy: Policy | None = None, ret
         if policy is None:
             console.print(f"loading the policy ({config.model.name})...")
             policy = load_policy_backend(config.model)
-        pipeline = Pipeline(run.pipeline, policy, retriever if run.pipeline != "direct" else None, config,
-                            temperature=config.eval.temperature)
+        pipeline = Pipeline(
+            run.pipeline,
+            policy,
+            retriever if run.pipeline != "direct" else None,
+            config,
+            temperature=config.eval.temperature,
+        )
         _evaluate(pipeline, todo, pred_path, config, progress=progress, console=console)
 
     wanted = {q.id for q in questions}
     records = [r for r in read_predictions(pred_path) if r["id"] in wanted]
     metrics = {
-        "pipeline": run.pipeline, "benchmark": str(run.benchmark), "setting": bench.setting, "split": run.split,
-        "per_lang": run.per_lang, "langs": run.langs or sorted({q.lang for q in questions}),
-        "model": config.model.name, "adapter": config.model.adapter,
+        "pipeline": run.pipeline,
+        "benchmark": str(run.benchmark),
+        "setting": bench.setting,
+        "split": run.split,
+        "per_lang": run.per_lang,
+        "langs": run.langs or sorted({q.lang for q in questions}),
+        "model": config.model.name,
+        "adapter": config.model.adapter,
         "strategy": pipeline_strategy(run.pipeline, config),
         "retriever": None if run.pipeline == "direct" else (config.retrieval.url or config.retrieval.index_dir),
-        "n": len(records), "stop_reasons": _count(r["stop_reason"] for r in records),
-        **summarise(records), "config": config.model_dump(mode="json"),
+        "n": len(records),
+        "stop_reasons": _count(r["stop_reason"] for r in records),
+        **summarise(records),
+        "config": config.model_dump(mode="json"),
     }
     atomic_write_json(run.out_dir / METRICS, metrics)
     return metrics
@@ -291,12 +336,13 @@ def _count(items: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _evaluate(pipeline: Pipeline, todo: list[QAExample], pred_path: Path, config: Config, *, progress: bool,
-              console: Console) -> None:
+def _evaluate(
+    pipeline: Pipeline, todo: list[QAExample], pred_path: Path, config: Config, *, progress: bool, console: Console
+) -> None:
     size = int(config.eval.batch_size)
     with bar(f"eval {pipeline.name}", len(todo), enabled=progress, console=console) as task:
         for start in range(0, len(todo), size):
-            batch = todo[start: start + size]
+            batch = todo[start : start + size]
             began = time.perf_counter()
             outputs = pipeline.run(batch)
             share = (time.perf_counter() - began) / max(1, len(batch))

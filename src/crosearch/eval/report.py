@@ -85,6 +85,7 @@ def compare_runs(paths: Sequence[str | Path], metrics: Sequence[str]) -> str:
 
 # ---- statistics: intervals over questions and paired differences (``crosearch report``) ----
 
+
 @dataclass(slots=True)
 class LoadedRun:
     """A run directory's metrics and its per-question prediction records."""
@@ -114,8 +115,10 @@ def load_runs(paths: Sequence[str | Path]) -> list[LoadedRun]:
         metrics = load_run(path)
         pred = _run_dir(path) / PREDICTIONS
         if not pred.is_file():
-            raise CrosearchError(f"{path}: no {PREDICTIONS}; intervals and the trajectory browser need the "
-                                 "per-question predictions of `crosearch eval qa` (or use --resamples 0)")
+            raise CrosearchError(
+                f"{path}: no {PREDICTIONS}; intervals and the trajectory browser need the "
+                "per-question predictions of `crosearch eval qa` (or use --resamples 0)"
+            )
         records = read_predictions(pred)
         for record in records:
             _check_record(pred, record)
@@ -151,10 +154,16 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "resamples": self.resamples, "seed": self.seed, "confidence": self.confidence, "metrics": self.metrics,
-            "baseline": self.baseline, "warnings": self.warnings,
-            "runs": [{"label": r.label, "path": str(r.path), "description": r.description(),
-                      **ivs.to_dict()} for r, ivs in zip(self.runs, self.intervals)],
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "metrics": self.metrics,
+            "baseline": self.baseline,
+            "warnings": self.warnings,
+            "runs": [
+                {"label": r.label, "path": str(r.path), "description": r.description(), **ivs.to_dict()}
+                for r, ivs in zip(self.runs, self.intervals)
+            ],
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
@@ -168,8 +177,15 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
     return list(metrics)
 
 
-def build_report(paths: Sequence[str | Path], metrics: Sequence[str], *, baseline: str | Path | None = None,
-                 resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> Report:
+def build_report(
+    paths: Sequence[str | Path],
+    metrics: Sequence[str],
+    *,
+    baseline: str | Path | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Report:
     """Load the runs (the baseline first, added when not among them) and compute every interval and difference."""
     from crosearch.eval.stats import paired_differences, run_intervals, sharing_warnings
 
@@ -192,19 +208,33 @@ def build_report(paths: Sequence[str | Path], metrics: Sequence[str], *, baselin
     warnings = []
     for run in runs:
         if run.metrics.get("n") is not None and run.metrics["n"] != len(run.records):
-            warnings.append(f"'{run.label}': {len(run.records)} predictions but metrics.json counts "
-                            f"{run.metrics['n']}; the tables here use every prediction")
+            warnings.append(
+                f"'{run.label}': {len(run.records)} predictions but metrics.json counts "
+                f"{run.metrics['n']}; the tables here use every prediction"
+            )
     pairs = [(r.label, r.records) for r in runs]
     warnings += sharing_warnings(pairs)
     shown = [m for m in metrics if m != "n"]
-    intervals = [run_intervals(r.label, r.records, shown, resamples=resamples, seed=seed, confidence=confidence)
-                 for r in runs]
+    intervals = [
+        run_intervals(r.label, r.records, shown, resamples=resamples, seed=seed, confidence=confidence) for r in runs
+    ]
     comparisons = []
     if base_index is not None:
-        comparisons = [paired_differences(pair, pairs[0], shown, resamples=resamples, seed=seed,
-                                          confidence=confidence) for pair in pairs[1:]]
-    return Report(runs, metrics, intervals, comparisons, warnings, resamples, seed, confidence,
-                  runs[0].label if base_index is not None else None)
+        comparisons = [
+            paired_differences(pair, pairs[0], shown, resamples=resamples, seed=seed, confidence=confidence)
+            for pair in pairs[1:]
+        ]
+    return Report(
+        runs,
+        metrics,
+        intervals,
+        comparisons,
+        warnings,
+        resamples,
+        seed,
+        confidence,
+        runs[0].label if base_index is not None else None,
+    )
 
 
 def estimate_cell(estimate: Any, percent: bool) -> str:
@@ -213,8 +243,10 @@ def estimate_cell(estimate: Any, percent: bool) -> str:
         return "-"
     if estimate.low is None:
         return format_value(estimate.value, percent)
-    return f"{format_value(estimate.value, percent)} [{format_value(estimate.low, percent)}, " \
-           f"{format_value(estimate.high, percent)}]"
+    return (
+        f"{format_value(estimate.value, percent)} [{format_value(estimate.low, percent)}, "
+        f"{format_value(estimate.high, percent)}]"
+    )
 
 
 def _signed(value: float, percent: bool) -> str:
@@ -227,8 +259,10 @@ def difference_cell(diff: Any, percent: bool) -> str:
         return "-"
     if diff.low is None:
         return _signed(diff.value, percent)
-    return f"{_signed(diff.value, percent)} [{_signed(diff.low, percent)}, {_signed(diff.high, percent)}] " \
-           f"p>0 {diff.above_zero:.2f}"
+    return (
+        f"{_signed(diff.value, percent)} [{_signed(diff.low, percent)}, {_signed(diff.high, percent)}] "
+        f"p>0 {diff.above_zero:.2f}"
+    )
 
 
 def _languages(report: Report) -> list[str]:
@@ -246,8 +280,9 @@ def interval_rows(report: Report, metric: str) -> tuple[list[str], list[list[str
             counts = [sum(1 for r in run.records if lang in (MACRO, r["lang"])) for run in report.runs]
             rows.append([lang, *(str(c) for c in counts)])
         else:
-            rows.append([lang, *(estimate_cell(ivs.metrics[metric].get(lang), _PERCENT[metric])
-                                 for ivs in report.intervals)])
+            rows.append(
+                [lang, *(estimate_cell(ivs.metrics[metric].get(lang), _PERCENT[metric]) for ivs in report.intervals)]
+            )
     return header, rows
 
 
@@ -256,8 +291,10 @@ def difference_rows(report: Report, metric: str) -> tuple[list[str], list[list[s
     from crosearch.eval.stats import MACRO
 
     header = [f"{_HEADERS[metric]}: run - {report.baseline}", *(c.run for c in report.comparisons)]
-    rows = [[lang, *(difference_cell(c.metrics[metric].get(lang), _PERCENT[metric]) for c in report.comparisons)]
-            for lang in [*_languages(report), MACRO]]
+    rows = [
+        [lang, *(difference_cell(c.metrics[metric].get(lang), _PERCENT[metric]) for c in report.comparisons)]
+        for lang in [*_languages(report), MACRO]
+    ]
     return header, rows
 
 
@@ -265,8 +302,10 @@ def _what(report: Report) -> list[str]:
     level = f"{100 * report.confidence:.0f}%"
     lines = [f"- `{run.label}`: {run.description()}" for run in report.runs]
     if report.resamples:
-        lines.append(f"- intervals: {level} percentile bootstrap over questions ({report.resamples} resamples, "
-                     f"seed {report.seed}; languages resampled separately)")
+        lines.append(
+            f"- intervals: {level} percentile bootstrap over questions ({report.resamples} resamples, "
+            f"seed {report.seed}; languages resampled separately)"
+        )
     return lines
 
 
@@ -286,8 +325,11 @@ def report_markdown(report: Report) -> str:
         out += ["", *_markdown_table(*interval_rows(report, metric))]
     if report.comparisons:
         shared = ", ".join(f"`{c.run}` {c.shared}" for c in report.comparisons)
-        out += ["", f"Paired differences on the questions each run shares with `{report.baseline}` ({shared}); "
-                    "p>0: share of resamples in which the run is above the baseline."]
+        out += [
+            "",
+            f"Paired differences on the questions each run shares with `{report.baseline}` ({shared}); "
+            "p>0: share of resamples in which the run is above the baseline.",
+        ]
         for metric in report.metrics:
             if metric != "n":
                 out += ["", *_markdown_table(*difference_rows(report, metric))]

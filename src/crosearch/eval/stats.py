@@ -56,8 +56,10 @@ class RunIntervals:
     metrics: dict[str, dict[str, Estimate]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "metrics": {m: {k: asdict(e) for k, e in rows.items()}
-                                                for m, rows in self.metrics.items()}}
+        return {
+            "label": self.label,
+            "metrics": {m: {k: asdict(e) for k, e in rows.items()} for m, rows in self.metrics.items()},
+        }
 
 
 @dataclass(slots=True)
@@ -72,9 +74,14 @@ class PairedComparison:
     metrics: dict[str, dict[str, Difference]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "baseline": self.baseline, "shared": self.shared, "only_run": self.only_run,
-                "only_baseline": self.only_baseline,
-                "metrics": {m: {k: asdict(d) for k, d in rows.items()} for m, rows in self.metrics.items()}}
+        return {
+            "run": self.run,
+            "baseline": self.baseline,
+            "shared": self.shared,
+            "only_run": self.only_run,
+            "only_baseline": self.only_baseline,
+            "metrics": {m: {k: asdict(d) for k, d in rows.items()} for m, rows in self.metrics.items()},
+        }
 
 
 def question_terms(record: Mapping[str, Any], metric: str) -> tuple[float, float]:
@@ -143,12 +150,21 @@ def _macro(points: list[float]) -> float:
     return float(np.mean(have)) if have else float("nan")
 
 
-def run_intervals(label: str, records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *,
-                  resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> RunIntervals:
+def run_intervals(
+    label: str,
+    records: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> RunIntervals:
     """Per metric, every language's and the macro average's point estimate with a percentile interval."""
     out = RunIntervals(label=label)
     groups = _by_lang(records)
-    draws = {lang: _resamples(seed, lang, len(rows), resamples, 0) for lang, rows in groups.items()} if resamples else {}
+    draws = (
+        {lang: _resamples(seed, lang, len(rows), resamples, 0) for lang, rows in groups.items()} if resamples else {}
+    )
     for metric in metrics:
         rows: dict[str, Estimate] = {}
         points, boots = [], []
@@ -166,22 +182,35 @@ def run_intervals(label: str, records: Sequence[Mapping[str, Any]], metrics: Seq
             rows[lang] = Estimate(_point(point), low, high, int((den > 0).sum()))
         if groups:
             macro = _macro(points)
-            low, high = _interval(_nanmean_rows(boots), confidence) if resamples and np.isfinite(macro) else (None, None)
+            low, high = (
+                _interval(_nanmean_rows(boots), confidence) if resamples and np.isfinite(macro) else (None, None)
+            )
             rows[MACRO] = Estimate(_point(macro), low, high, sum(e.n for e in rows.values()))
         out.metrics[metric] = rows
     return out
 
 
-def paired_differences(run: tuple[str, Sequence[Mapping[str, Any]]], baseline: tuple[str, Sequence[Mapping[str, Any]]],
-                       metrics: Sequence[str], *, resamples: int = 2000, seed: int = 0,
-                       confidence: float = 0.95) -> PairedComparison:
+def paired_differences(
+    run: tuple[str, Sequence[Mapping[str, Any]]],
+    baseline: tuple[str, Sequence[Mapping[str, Any]]],
+    metrics: Sequence[str],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedComparison:
     """``run - baseline`` per language and macro, resampling the shared question ids (both runs get the same draws)."""
     (label, records), (base_label, base_records) = run, baseline
     mine = {r["id"]: r for r in records}
     theirs = {r["id"]: r for r in base_records}
     shared = sorted(mine.keys() & theirs.keys())
-    out = PairedComparison(run=label, baseline=base_label, shared=len(shared),
-                           only_run=len(mine.keys() - theirs.keys()), only_baseline=len(theirs.keys() - mine.keys()))
+    out = PairedComparison(
+        run=label,
+        baseline=base_label,
+        shared=len(shared),
+        only_run=len(mine.keys() - theirs.keys()),
+        only_baseline=len(theirs.keys() - mine.keys()),
+    )
     groups = _by_lang([mine[i] for i in shared])
     draws = {lang: _resamples(seed, lang, len(rows), max(resamples, 1), 1) for lang, rows in groups.items()}
     for metric in metrics:
@@ -192,14 +221,14 @@ def paired_differences(run: tuple[str, Sequence[Mapping[str, Any]]], baseline: t
             b_num, b_den = _terms([theirs[r["id"]] for r in recs], metric)
             point = _value(a_num, a_den) - _value(b_num, b_den)
             idx = draws[lang]
-            boot = (_ratio(a_num[idx].sum(axis=1), a_den[idx].sum(axis=1))
-                    - _ratio(b_num[idx].sum(axis=1), b_den[idx].sum(axis=1)))
+            boot = _ratio(a_num[idx].sum(axis=1), a_den[idx].sum(axis=1)) - _ratio(
+                b_num[idx].sum(axis=1), b_den[idx].sum(axis=1)
+            )
             if not np.isfinite(point):
                 boot = np.full(boot.shape, np.nan)
             points.append(point)
             boots.append(boot)
-            rows[lang] = _difference(point, boot, confidence, resamples,
-                                     int(((a_den > 0) & (b_den > 0)).sum()))
+            rows[lang] = _difference(point, boot, confidence, resamples, int(((a_den > 0) & (b_den > 0)).sum()))
         if groups:
             macro = _macro(points)
             boot = _nanmean_rows(boots) if np.isfinite(macro) else np.full(len(boots[0]), np.nan)
@@ -218,7 +247,7 @@ def _difference(point: float, boot: np.ndarray, confidence: float, resamples: in
 
 
 def sharing_warnings(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
-    """One line per run whose question ids differ from the first run's (their tables then average different questions)."""
+    """One line per run whose question ids differ from the first run's (its tables average other questions)."""
     if len(runs) < 2:
         return []
     first_label, first = runs[0][0], {r["id"] for r in runs[0][1]}
@@ -226,7 +255,9 @@ def sharing_warnings(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) ->
     for label, records in runs[1:]:
         ids = {r["id"] for r in records}
         if ids != first:
-            warnings.append(f"runs '{first_label}' and '{label}' do not share the same questions: "
-                            f"{len(ids & first)} shared, {len(first - ids)} only in '{first_label}', "
-                            f"{len(ids - first)} only in '{label}'")
+            warnings.append(
+                f"runs '{first_label}' and '{label}' do not share the same questions: "
+                f"{len(ids & first)} shared, {len(first - ids)} only in '{first_label}', "
+                f"{len(ids - first)} only in '{label}'"
+            )
     return warnings

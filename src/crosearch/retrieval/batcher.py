@@ -40,8 +40,9 @@ class MicroBatcher:
     suits retrievers that release the GIL (dense encoders on a GPU).
     """
 
-    def __init__(self, search: Callable[..., list[list[Hit]]], *, window_s: float, max_queries: int,
-                 in_thread: bool = True) -> None:
+    def __init__(
+        self, search: Callable[..., list[list[Hit]]], *, window_s: float, max_queries: int, in_thread: bool = True
+    ) -> None:
         self._search = search
         self._in_thread = in_thread
         self._window_s = window_s

@@ -99,12 +99,14 @@ class Bm25Index:
             import scipy.sparse as sp
 
             s = self.model.scores
-            self._csr = sp.csr_matrix((s["data"], s["indices"], s["indptr"]),
-                                      shape=(len(s["indptr"]) - 1, self.num_docs), copy=False)
+            self._csr = sp.csr_matrix(
+                (s["data"], s["indices"], s["indptr"]), shape=(len(s["indptr"]) - 1, self.num_docs), copy=False
+            )
         return self._csr
 
-    def search_tokens(self, token_lists: Sequence[list[str]], k: int,
-                      excludes: Sequence[set[int]] | None = None) -> list[list[tuple[int, float]]]:
+    def search_tokens(
+        self, token_lists: Sequence[list[str]], k: int, excludes: Sequence[set[int]] | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Top ``k`` ``(position, score)`` per query, best first, without excluded positions.
 
         Scores are bm25s's (its precomputed per-term passage scores, summed over the
@@ -126,8 +128,9 @@ class Bm25Index:
         rows = np.repeat(np.arange(len(live)), [len(ids[i]) for i in live])
         cols = np.fromiter((t for i in live for t in ids[i]), dtype=np.int64, count=len(rows))
         # Duplicate (row, col) pairs are summed: a repeated query term counts twice, as in bm25s.
-        queries = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                                shape=(len(live), matrix.shape[0]))
+        queries = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(live), matrix.shape[0])
+        )
         nonocc = getattr(self.model, "nonoccurrence_array", None)
         # The product stays sparse: only passages sharing a term with the query are
         # candidates, so the cost follows the postings read, not the collection size.
@@ -155,8 +158,9 @@ class Bm25Index:
                     break
         return out
 
-    def search(self, texts: Sequence[str], k: int,
-               excludes: Sequence[set[int]] | None = None) -> list[list[tuple[int, float]]]:
+    def search(
+        self, texts: Sequence[str], k: int, excludes: Sequence[set[int]] | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Analyze ``texts`` with this language's analyzer and search."""
         return self.search_tokens([self.analyzer(t) for t in texts], k, excludes)
 

@@ -42,9 +42,18 @@ def parse_contents(contents: str) -> tuple[str, str]:
 class HttpRetriever:
     """A :class:`~crosearch.retrieval.base.Retriever` backed by a retrieval server over HTTP."""
 
-    def __init__(self, url: str, timeout: float = 30.0, *, protocol: Protocol = "crosearch",
-                 method: str | None = None, fusion: str | None = None, batch_size: int | None = None,
-                 retries: int = 2, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        *,
+        protocol: Protocol = "crosearch",
+        method: str | None = None,
+        fusion: str | None = None,
+        batch_size: int | None = None,
+        retries: int = 2,
+        client: httpx.Client | None = None,
+    ) -> None:
         if protocol not in ("crosearch", "search-r1"):
             raise CrosearchError(f"unknown retrieval protocol '{protocol}'; use 'crosearch' or 'search-r1'")
         if not url.startswith(("http://", "https://")):
@@ -79,11 +88,12 @@ class HttpRetriever:
         except httpx.TimeoutException:
             raise CrosearchError(f"retrieval server at {self.url} did not answer {path} in time") from None
         except httpx.TransportError as exc:
-            raise CrosearchError(f"cannot reach retrieval server at {self.url} ({type(exc).__name__}: {exc}); "
-                                 "is `crosearch serve` running?") from None
+            raise CrosearchError(
+                f"cannot reach retrieval server at {self.url} ({type(exc).__name__}: {exc}); "
+                "is `crosearch serve` running?"
+            ) from None
         if response.status_code >= 400:
-            raise CrosearchError(f"retrieval server {url} answered {response.status_code}: "
-                                 f"{_error_message(response)}")
+            raise CrosearchError(f"retrieval server {url} answered {response.status_code}: {_error_message(response)}")
         try:
             return response.json()
         except ValueError:
@@ -125,7 +135,7 @@ class HttpRetriever:
         out: list[list[Hit]] = []
         step = self._chunk()
         for start in range(0, len(queries), step):
-            chunk = queries[start:start + step]
+            chunk = queries[start : start + step]
             if self.protocol == "crosearch":
                 out.extend(self._search_crosearch(chunk, k))
             else:
@@ -135,8 +145,10 @@ class HttpRetriever:
     def _search_crosearch(self, queries: list[SearchQuery], k: int) -> list[list[Hit]]:
         payload: dict[str, Any] = {
             "k": k,
-            "queries": [{"text": q.text, "lang": q.lang, "search_langs": q.search_langs,
-                         "exclude": sorted(q.exclude)} for q in queries],
+            "queries": [
+                {"text": q.text, "lang": q.lang, "search_langs": q.search_langs, "exclude": sorted(q.exclude)}
+                for q in queries
+            ],
         }
         if self.method is not None:
             payload["method"] = self.method
@@ -147,10 +159,21 @@ class HttpRetriever:
         if len(results) != len(queries):
             raise CrosearchError(f"retrieval server answered {len(results)} result lists for {len(queries)} queries")
         try:
-            return [[Hit(doc_id=str(h["id"]), lang=str(h["lang"]), title=str(h.get("title") or ""),
-                         text=str(h["text"]), score=float(h["score"]), method=str(h.get("method") or "bm25"),
-                         paragraph=h.get("paragraph"))
-                     for h in hits] for hits in results]
+            return [
+                [
+                    Hit(
+                        doc_id=str(h["id"]),
+                        lang=str(h["lang"]),
+                        title=str(h.get("title") or ""),
+                        text=str(h["text"]),
+                        score=float(h["score"]),
+                        method=str(h.get("method") or "bm25"),
+                        paragraph=h.get("paragraph"),
+                    )
+                    for h in hits
+                ]
+                for hits in results
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise CrosearchError(f"retrieval server answered a malformed hit ({type(exc).__name__}: {exc})") from None
 
@@ -194,9 +217,15 @@ def _search_r1_hit(item: Any, rank: int) -> Hit:
     doc_id = doc.get("id", doc.get("doc_id"))
     # Search-R1's BM25 backend sends no id; the text is the only stable handle then.
     doc_id = str(doc_id) if doc_id is not None else f"{title}\n{text}"
-    return Hit(doc_id=doc_id, lang=str(doc.get("lang") or UNKNOWN_LANG), title=title, text=text,
-               score=float(score) if score is not None else -float(rank),
-               method="search-r1", paragraph=doc.get("paragraph"))
+    return Hit(
+        doc_id=doc_id,
+        lang=str(doc.get("lang") or UNKNOWN_LANG),
+        title=title,
+        text=text,
+        score=float(score) if score is not None else -float(rank),
+        method="search-r1",
+        paragraph=doc.get("paragraph"),
+    )
 
 
 def _field(data: Any, name: str, kind: type, path: str) -> Any:

@@ -29,8 +29,15 @@ INDEX_FILE = "index.faiss"
 class DenseEncoder:
     """A sentence-transformers model, loaded on first use, giving normalised float32 embeddings."""
 
-    def __init__(self, model: str, *, device: str | None = None, batch_size: int = 64,
-                 query_prefix: str = "", passage_prefix: str = "") -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+    ) -> None:
         self.model_name = model
         self.device = device
         self.batch_size = batch_size
@@ -52,8 +59,13 @@ class DenseEncoder:
     def _encode(self, texts: Sequence[str], prefix: str, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        emb = self.model.encode([prefix + t for t in texts], batch_size=self.batch_size,
-                                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress)
+        emb = self.model.encode(
+            [prefix + t for t in texts],
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
         return np.ascontiguousarray(emb, dtype=np.float32)
 
     def encode_passages(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
@@ -121,8 +133,9 @@ class DenseIndex:
             index.hnsw.efSearch = 64
         return cls(index)
 
-    def search(self, embeddings: np.ndarray, k: int,
-               excludes: Sequence[set[int]] | None = None) -> list[list[tuple[int, float]]]:
+    def search(
+        self, embeddings: np.ndarray, k: int, excludes: Sequence[set[int]] | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Top ``k`` ``(position, cosine)`` per query embedding, best first, excluded positions removed."""
         n = embeddings.shape[0]
         excludes = excludes or [set()] * n

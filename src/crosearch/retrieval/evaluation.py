@@ -45,8 +45,11 @@ class RetrievalReport:
     skipped: int = 0
 
     def to_dict(self) -> dict:
-        return {"ks": self.ks, "skipped_without_paragraph": self.skipped,
-                "scopes": {s: {lang: r.to_dict() for lang, r in by.items()} for s, by in self.scopes.items()}}
+        return {
+            "ks": self.ks,
+            "skipped_without_paragraph": self.skipped,
+            "scopes": {s: {lang: r.to_dict() for lang, r in by.items()} for s, by in self.scopes.items()},
+        }
 
 
 def gold_rank(paragraphs: Sequence[str | None], gold: str) -> int | None:
@@ -57,9 +60,14 @@ def gold_rank(paragraphs: Sequence[str | None], gold: str) -> int | None:
     return None
 
 
-def evaluate_retrieval(retriever: Retriever, questions: Sequence[QAExample], ks: Sequence[int] = (1, 5, 10),
-                       scopes: Sequence[Scope] = ("mono", "all"), batch_size: int = 256,
-                       progress: bool = True) -> RetrievalReport:
+def evaluate_retrieval(
+    retriever: Retriever,
+    questions: Sequence[QAExample],
+    ks: Sequence[int] = (1, 5, 10),
+    scopes: Sequence[Scope] = ("mono", "all"),
+    batch_size: int = 256,
+    progress: bool = True,
+) -> RetrievalReport:
     """Search every question (batched) in each scope and compute recall@k and MRR@max(k) per language."""
     ks = sorted(set(int(k) for k in ks))
     depth = ks[-1]
@@ -71,21 +79,29 @@ def evaluate_retrieval(retriever: Retriever, questions: Sequence[QAExample], ks:
             subset = [q for q in usable if q.lang in available]
         else:
             subset = usable
-        queries = [SearchQuery(text=q.question, lang=q.lang,
-                               search_langs=[q.lang] if scope == "mono" else None,
-                               exclude=frozenset(q.exclude)) for q in subset]
+        queries = [
+            SearchQuery(
+                text=q.question,
+                lang=q.lang,
+                search_langs=[q.lang] if scope == "mono" else None,
+                exclude=frozenset(q.exclude),
+            )
+            for q in subset
+        ]
         ranks: list[int | None] = []
         batches = range(0, len(queries), batch_size)
         for start in track(batches, f"retrieval {scope}", enabled=progress, transient=True):
-            results = retriever.search(queries[start:start + batch_size], depth)
-            for q, hits in zip(subset[start:start + batch_size], results):
+            results = retriever.search(queries[start : start + batch_size], depth)
+            for q, hits in zip(subset[start : start + batch_size], results):
                 assert q.paragraph is not None
                 ranks.append(gold_rank([h.paragraph for h in hits], q.paragraph))
         report.scopes[scope] = _aggregate(subset, ranks, ks)
     return report
 
 
-def _aggregate(questions: Sequence[QAExample], ranks: Sequence[int | None], ks: Sequence[int]) -> dict[str, ScopeResult]:
+def _aggregate(
+    questions: Sequence[QAExample], ranks: Sequence[int | None], ks: Sequence[int]
+) -> dict[str, ScopeResult]:
     by_lang: dict[str, list[int | None]] = {}
     for q, r in zip(questions, ranks):
         by_lang.setdefault(q.lang, []).append(r)
@@ -122,7 +138,12 @@ def report_tables(report: RetrievalReport, title: str = "retrieval") -> list:
             table.add_column(f"R@{k}", justify="right")
         table.add_column(f"MRR@{report.ks[-1]}", justify="right")
         for lang, r in by.items():
-            table.add_row(lang, str(r.questions), *[f"{r.recall[k]:.3f}" for k in report.ks], f"{r.mrr:.3f}",
-                          style="bold" if lang == "avg" else None)
+            table.add_row(
+                lang,
+                str(r.questions),
+                *[f"{r.recall[k]:.3f}" for k in report.ks],
+                f"{r.mrr:.3f}",
+                style="bold" if lang == "avg" else None,
+            )
         tables.append(table)
     return tables

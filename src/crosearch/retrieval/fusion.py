@@ -41,8 +41,9 @@ def minmax_fusion(lists: Sequence[Sequence[tuple[Key, float]]]) -> list[tuple[Ke
     return _sorted(fused)
 
 
-def fuse(lists: Sequence[Sequence[tuple[Key, float]]], method: FusionMethod = "rrf",
-         rrf_k: int = 60) -> list[tuple[Key, float]]:
+def fuse(
+    lists: Sequence[Sequence[tuple[Key, float]]], method: FusionMethod = "rrf", rrf_k: int = 60
+) -> list[tuple[Key, float]]:
     """Fuse with the configured method. A single list passes through with its own scores."""
     non_empty = [r for r in lists if r]
     if len(non_empty) == 1:

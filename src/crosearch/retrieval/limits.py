@@ -125,7 +125,8 @@ class BodyLimitMiddleware:
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype and ctype != b"application/json" and not ctype.endswith(b"+json"):
             await error_response(415, f"content type must be application/json, got {ctype.decode('latin-1')!r}")(
-                scope, receive, send)
+                scope, receive, send
+            )
             return
         declared = headers.get(b"content-length")
         if declared is not None:

@@ -62,9 +62,13 @@ class IndexSettings:
             raise CrosearchError("retrieval.methods includes 'dense' but retrieval.dense_model is not set")
         return cls(
             bm25=Bm25Params(k1=cfg.bm25_k1, b=cfg.bm25_b, method=cfg.bm25_method),
-            zh_segmenter=cfg.zh_segmenter, index_title=cfg.index_title, dense_model=cfg.dense_model,
-            dense_index=cfg.dense_index, dense_query_prefix=cfg.dense_query_prefix,
-            dense_passage_prefix=cfg.dense_passage_prefix, dense_batch_size=cfg.dense_batch_size,
+            zh_segmenter=cfg.zh_segmenter,
+            index_title=cfg.index_title,
+            dense_model=cfg.dense_model,
+            dense_index=cfg.dense_index,
+            dense_query_prefix=cfg.dense_query_prefix,
+            dense_passage_prefix=cfg.dense_passage_prefix,
+            dense_batch_size=cfg.dense_batch_size,
             dense_device=cfg.dense_device,
         )
 
@@ -77,10 +81,18 @@ class IndexSettings:
         if kind == "store":
             return {}
         if kind == "bm25":
-            return {"params": asdict(self.bm25), "zh_segmenter": self.zh_segmenter,
-                    "index_title": self.index_title, "analyzer_version": ANALYZER_VERSION}
-        return {"model": self.dense_model, "index": self.dense_index, "index_title": self.index_title,
-                "passage_prefix": self.dense_passage_prefix}
+            return {
+                "params": asdict(self.bm25),
+                "zh_segmenter": self.zh_segmenter,
+                "index_title": self.index_title,
+                "analyzer_version": ANALYZER_VERSION,
+            }
+        return {
+            "model": self.dense_model,
+            "index": self.dense_index,
+            "index_title": self.index_title,
+            "passage_prefix": self.dense_passage_prefix,
+        }
 
 
 def passage_text(p: Passage, index_title: bool) -> str:
@@ -89,6 +101,7 @@ def passage_text(p: Passage, index_title: bool) -> str:
 
 
 # --------------------------------------------------------------------------- building
+
 
 @dataclass
 class BuildReport:
@@ -110,6 +123,7 @@ def _unit_complete(directory: Path, expected: dict[str, Any]) -> bool:
 
 def _link_copy(src: Path, dst: Path) -> None:
     """Copy a unit from the previous index, hard-linking files where possible (they are never modified)."""
+
     def copy(s: str, d: str) -> None:
         try:
             os.link(s, d)
@@ -129,7 +143,7 @@ def _build_bm25_unit(directory: Path, passages: list[Passage], settings: IndexSe
     vocab = Vocabulary()
     doc_ids: list[list[int]] = []
     for start in range(0, len(passages), 2000):
-        chunk = passages[start:start + 2000]
+        chunk = passages[start : start + 2000]
         doc_ids.extend(vocab.encode(analyzer(passage_text(p, settings.index_title))) for p in chunk)
         advance(len(chunk))
     model = build_bm25(doc_ids, vocab, settings.bm25)
@@ -145,8 +159,9 @@ def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexS
     advance(len(passages))
 
 
-def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None,
-                *, progress: bool = True) -> BuildReport:
+def build_index(
+    passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None, *, progress: bool = True
+) -> BuildReport:
     """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring."""
     settings = settings or IndexSettings()
     started = time.perf_counter()
@@ -168,8 +183,15 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
     return report
 
 
-def _build_units(groups: dict[str, list[Passage]], hashes: dict[str, str], out: Path, staging: Path,
-                 settings: IndexSettings, report: BuildReport, progress: bool) -> None:
+def _build_units(
+    groups: dict[str, list[Passage]],
+    hashes: dict[str, str],
+    out: Path,
+    staging: Path,
+    settings: IndexSettings,
+    report: BuildReport,
+    progress: bool,
+) -> None:
     """Build into ``staging`` every unit that neither it nor the previous index at ``out`` holds complete."""
     kinds = ["store", *settings.methods]
 
@@ -184,8 +206,12 @@ def _build_units(groups: dict[str, list[Passage]], hashes: dict[str, str], out: 
     with Bars(enabled=progress) as bars:
         for lang, group in groups.items():
             for kind in kinds:
-                expected = {"lang": lang, "passages": len(group), "hash": hashes[lang],
-                            "settings": settings.unit_settings(kind)}
+                expected = {
+                    "lang": lang,
+                    "passages": len(group),
+                    "hash": hashes[lang],
+                    "settings": settings.unit_settings(kind),
+                }
                 target = staging / kind / lang
                 name = f"{kind}/{lang}"
                 if _unit_complete(target, expected):
@@ -209,10 +235,13 @@ def _build_units(groups: dict[str, list[Passage]], hashes: dict[str, str], out: 
                         if encoder is None:
                             from crosearch.retrieval.dense import DenseEncoder
 
-                            encoder = DenseEncoder(settings.dense_model or "", device=settings.dense_device,
-                                                   batch_size=settings.dense_batch_size,
-                                                   query_prefix=settings.dense_query_prefix,
-                                                   passage_prefix=settings.dense_passage_prefix)
+                            encoder = DenseEncoder(
+                                settings.dense_model or "",
+                                device=settings.dense_device,
+                                batch_size=settings.dense_batch_size,
+                                query_prefix=settings.dense_query_prefix,
+                                passage_prefix=settings.dense_passage_prefix,
+                            )
                         _build_dense_unit(tmp, group, settings, encoder, advance)
                     atomic_write_json(tmp / MANIFEST, expected)
                 report.built.append(name)
@@ -223,15 +252,25 @@ def _manifest(groups: dict[str, list[Passage]], hashes: dict[str, str], settings
         "format": FORMAT_VERSION,
         "analyzer_version": ANALYZER_VERSION,
         "collection_hash": passages_hash(p for ps in groups.values() for p in ps),
-        "languages": {lang: {"passages": len(ps), "hash": hashes[lang],
-                             "analyzer": get_analyzer(lang, settings.zh_segmenter).spec.name}
-                      for lang, ps in groups.items()},
+        "languages": {
+            lang: {
+                "passages": len(ps),
+                "hash": hashes[lang],
+                "analyzer": get_analyzer(lang, settings.zh_segmenter).spec.name,
+            }
+            for lang, ps in groups.items()
+        },
         "passages": sum(len(ps) for ps in groups.values()),
         "methods": settings.methods,
-        "settings": {"bm25": asdict(settings.bm25), "zh_segmenter": settings.zh_segmenter,
-                     "index_title": settings.index_title, "dense_model": settings.dense_model,
-                     "dense_index": settings.dense_index, "dense_query_prefix": settings.dense_query_prefix,
-                     "dense_passage_prefix": settings.dense_passage_prefix},
+        "settings": {
+            "bm25": asdict(settings.bm25),
+            "zh_segmenter": settings.zh_segmenter,
+            "index_title": settings.index_title,
+            "dense_model": settings.dense_model,
+            "dense_index": settings.dense_index,
+            "dense_query_prefix": settings.dense_query_prefix,
+            "dense_passage_prefix": settings.dense_passage_prefix,
+        },
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -251,15 +290,20 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
             hint = "; this is an interrupted build: rerun `crosearch index` with the same --out to resume it"
         raise CrosearchError(f"{index_dir}: not a complete index (no readable {MANIFEST}){hint}")
     if manifest.get("format") != FORMAT_VERSION:
-        raise CrosearchError(f"{index_dir}: index format {manifest.get('format')} is not supported "
-                             f"(expected {FORMAT_VERSION}); rebuild it with `crosearch index`")
+        raise CrosearchError(
+            f"{index_dir}: index format {manifest.get('format')} is not supported "
+            f"(expected {FORMAT_VERSION}); rebuild it with `crosearch index`"
+        )
     if manifest.get("analyzer_version") != ANALYZER_VERSION:
-        raise CrosearchError(f"{index_dir}: built with analyzer version {manifest.get('analyzer_version')}, "
-                             f"this crosearch uses {ANALYZER_VERSION}; rebuild it with `crosearch index`")
+        raise CrosearchError(
+            f"{index_dir}: built with analyzer version {manifest.get('analyzer_version')}, "
+            f"this crosearch uses {ANALYZER_VERSION}; rebuild it with `crosearch index`"
+        )
     return manifest
 
 
 # --------------------------------------------------------------------------- searching
+
 
 class LocalRetriever:
     """Searches an index directory in this process (implements :class:`~crosearch.retrieval.base.Retriever`).
@@ -270,16 +314,26 @@ class LocalRetriever:
     the method's own scores (BM25 score, cosine); otherwise scores are fused scores.
     """
 
-    def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None, fusion: FusionMethod = "rrf",
-                 rrf_k: int = 60, mmap: bool = True, dense_device: str | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: str | Path,
+        *,
+        methods: Sequence[str] | None = None,
+        fusion: FusionMethod = "rrf",
+        rrf_k: int = 60,
+        mmap: bool = True,
+        dense_device: str | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
         missing = [m for m in wanted if m not in self.available_methods]
         if missing:
-            raise CrosearchError(f"{self.index_dir}: the index has no {', '.join(missing)} index "
-                                 f"(it has {', '.join(self.available_methods)})")
+            raise CrosearchError(
+                f"{self.index_dir}: the index has no {', '.join(missing)} index "
+                f"(it has {', '.join(self.available_methods)})"
+            )
         self.methods = [m for m in METHOD_ORDER if m in wanted]
         if fusion not in ("rrf", "score"):
             raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
@@ -291,23 +345,31 @@ class LocalRetriever:
         self._stores = {lang: LanguageStore(self.index_dir / "store" / lang, lang) for lang in langs}
         self._bm25 = {}
         if "bm25" in self.available_methods:
-            self._bm25 = {lang: Bm25Index.load(self.index_dir / "bm25" / lang, get_analyzer(lang, self._zh), mmap=mmap)
-                          for lang in langs}
+            self._bm25 = {
+                lang: Bm25Index.load(self.index_dir / "bm25" / lang, get_analyzer(lang, self._zh), mmap=mmap)
+                for lang in langs
+            }
         self._dense = {}
         self._encoder = None
         if "dense" in self.available_methods:
             from crosearch.retrieval.dense import DenseEncoder, DenseIndex
 
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
-            self._encoder = DenseEncoder(settings["dense_model"], device=dense_device,
-                                         query_prefix=settings.get("dense_query_prefix", ""))
+            self._encoder = DenseEncoder(
+                settings["dense_model"], device=dense_device, query_prefix=settings.get("dense_query_prefix", "")
+            )
 
     @classmethod
     def from_config(cls, config: Config | RetrievalConfig, index_dir: str | Path | None = None) -> LocalRetriever:
         """A retriever for ``retrieval.index_dir`` (or ``index_dir``) searched as the config says."""
         cfg = config.retrieval if isinstance(config, Config) else config
-        return cls(index_dir or cfg.index_dir, methods=cfg.methods, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
-                   dense_device=cfg.dense_device)
+        return cls(
+            index_dir or cfg.index_dir,
+            methods=cfg.methods,
+            fusion=cfg.fusion,
+            rrf_k=cfg.rrf_k,
+            dense_device=cfg.dense_device,
+        )
 
     @property
     def languages(self) -> list[str]:
@@ -325,15 +387,18 @@ class LocalRetriever:
         """A stored passage by language and position."""
         return self._stores[lang].get(position)
 
-    def search(self, queries: Sequence[SearchQuery], k: int, *, method: str | None = None,
-               fusion: FusionMethod | None = None) -> list[list[Hit]]:
+    def search(
+        self, queries: Sequence[SearchQuery], k: int, *, method: str | None = None, fusion: FusionMethod | None = None
+    ) -> list[list[Hit]]:
         """For each query, at most ``k`` hits best first; ``method`` restricts to one method for this call."""
         if k < 1:
             raise CrosearchError(f"k must be at least 1, got {k}")
         methods = self.methods
         if method is not None:
             if method not in self.available_methods:
-                raise CrosearchError(f"method '{method}' is not in this index (it has {', '.join(self.available_methods)})")
+                raise CrosearchError(
+                    f"method '{method}' is not in this index (it has {', '.join(self.available_methods)})"
+                )
             methods = [method]
         fusion = fusion or self.fusion
         if fusion not in ("rrf", "score"):
@@ -371,8 +436,17 @@ class LocalRetriever:
             for (lang, pos), score in fuse(ordered, fusion, self.rrf_k)[:k]:
                 p = self._stores[lang].get(pos)
                 tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
-                hits.append(Hit(doc_id=p.id, lang=lang, title=p.title, text=p.text, score=float(score),
-                                method=tag, paragraph=p.paragraph))
+                hits.append(
+                    Hit(
+                        doc_id=p.id,
+                        lang=lang,
+                        title=p.title,
+                        text=p.text,
+                        score=float(score),
+                        method=tag,
+                        paragraph=p.paragraph,
+                    )
+                )
             out.append(hits)
         return out
 
@@ -381,8 +455,9 @@ class LocalRetriever:
             return set(self._stores)
         unknown = [lang for lang in query.search_langs if lang not in self._stores]
         if unknown:
-            raise CrosearchError(f"language(s) {', '.join(unknown)} not in the index "
-                                 f"(it has {', '.join(self.languages)})")
+            raise CrosearchError(
+                f"language(s) {', '.join(unknown)} not in the index (it has {', '.join(self.languages)})"
+            )
         return set(query.search_langs)
 
     def _embed(self, queries: Sequence[SearchQuery], targets: list[set[str]]):
@@ -410,6 +485,7 @@ def load_retriever(config: Config):
     if config.retrieval.url:
         from crosearch.retrieval.client import HttpRetriever
 
-        return HttpRetriever(config.retrieval.url, timeout=config.retrieval.url_timeout,
-                             protocol=config.retrieval.url_protocol)
+        return HttpRetriever(
+            config.retrieval.url, timeout=config.retrieval.url_timeout, protocol=config.retrieval.url_protocol
+        )
     return LocalRetriever.from_config(config)

@@ -41,8 +41,14 @@ from crosearch.config import ServerConfig
 from crosearch.errors import CrosearchError
 from crosearch.retrieval.base import Retriever
 from crosearch.retrieval.batcher import MicroBatcher
-from crosearch.retrieval.limits import (BodyLimitMiddleware, RequestError, RequestLimits, describe_errors,
-                                        error_response, parse_body)
+from crosearch.retrieval.limits import (
+    BodyLimitMiddleware,
+    RequestError,
+    RequestLimits,
+    describe_errors,
+    error_response,
+    parse_body,
+)
 from crosearch.types import Hit, SearchQuery
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,7 @@ CONFIG_ENV = "CROSEARCH_SERVER_CONFIG"
 
 
 # --------------------------------------------------------------------------- request models
+
 
 class _Strict(BaseModel):
     # Unknown keys are rejected so that a misspelt option ("top_k") is reported
@@ -88,22 +95,36 @@ class SearchRequest(_Strict):
 
 # --------------------------------------------------------------------------- formatting
 
+
 def search_r1_contents(hit: Hit) -> str:
     """Search-R1's passage text: the title in double quotes, a newline, then the text."""
     return f'"{hit.title}"\n{hit.text}'
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:
-    return {"id": hit.doc_id, "lang": hit.lang, "title": hit.title, "text": hit.text,
-            "score": float(hit.score), "method": hit.method, "paragraph": hit.paragraph}
+    return {
+        "id": hit.doc_id,
+        "lang": hit.lang,
+        "title": hit.title,
+        "text": hit.text,
+        "score": float(hit.score),
+        "method": hit.method,
+        "paragraph": hit.paragraph,
+    }
 
 
 def _search_r1_document(hit: Hit) -> dict[str, Any]:
     # ``id`` and ``contents`` are what Search-R1 clients read; title/text/lang ride
     # along (Search-R1's own BM25 server also sends title and text) so clients
     # that know them need not re-parse ``contents``.
-    return {"id": hit.doc_id, "contents": search_r1_contents(hit), "title": hit.title, "text": hit.text,
-            "lang": hit.lang, "paragraph": hit.paragraph}
+    return {
+        "id": hit.doc_id,
+        "contents": search_r1_contents(hit),
+        "title": hit.title,
+        "text": hit.text,
+        "lang": hit.lang,
+        "paragraph": hit.paragraph,
+    }
 
 
 def passage_count(retriever: Retriever) -> int | None:
@@ -131,6 +152,7 @@ def _accepted_options(search: Callable[..., Any]) -> set[str]:
 
 # --------------------------------------------------------------------------- the app
 
+
 def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> FastAPI:
     """Build the FastAPI application serving ``retriever`` under the limits in ``settings``."""
     settings = settings or ServerConfig()
@@ -138,8 +160,12 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     limits = RequestLimits(settings, languages)
     count = passage_count(retriever)
     accepted = _accepted_options(retriever.search)
-    batcher = MicroBatcher(retriever.search, window_s=settings.batch_window_ms / 1000.0,
-                           max_queries=settings.max_batch_queries, in_thread=settings.search_thread)
+    batcher = MicroBatcher(
+        retriever.search,
+        window_s=settings.batch_window_ms / 1000.0,
+        max_queries=settings.max_batch_queries,
+        in_thread=settings.search_thread,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -179,13 +205,22 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     @app.get("/health")
     async def health() -> JSONResponse:
         """Liveness plus what this server can answer."""
-        return JSONResponse({
-            "status": "ok", "version": __version__, "languages": languages, "passages": count,
-            "protocols": ["crosearch", "search-r1"], "default_topk": settings.default_topk,
-            "max_topk": settings.max_topk, "max_queries": settings.max_queries,
-            "max_body_bytes": settings.max_body_bytes, "batches": batcher.batches, "queries": batcher.queries,
-            "pid": os.getpid(),
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "languages": languages,
+                "passages": count,
+                "protocols": ["crosearch", "search-r1"],
+                "default_topk": settings.default_topk,
+                "max_topk": settings.max_topk,
+                "max_queries": settings.max_queries,
+                "max_body_bytes": settings.max_body_bytes,
+                "batches": batcher.batches,
+                "queries": batcher.queries,
+                "pid": os.getpid(),
+            }
+        )
 
     @app.post("/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
@@ -220,8 +255,11 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
                     raise RequestError(422, f"queries.{i}.search_langs: give at least one language, or null for all")
                 for lang in item.search_langs:
                     limits.lang(lang, f"queries.{i}.search_langs")
-            queries.append(SearchQuery(text=item.text, lang=item.lang, search_langs=item.search_langs,
-                                       exclude=frozenset(item.exclude)))
+            queries.append(
+                SearchQuery(
+                    text=item.text, lang=item.lang, search_langs=item.search_langs, exclude=frozenset(item.exclude)
+                )
+            )
         results = await run(queries, k, options)
         return JSONResponse({"results": [[_hit_json(h) for h in hits] for hits in results]})
 
@@ -229,8 +267,9 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
 
 
 @contextmanager
-def serve_in_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
-                        startup_timeout: float = 30.0) -> Iterator[str]:
+def serve_in_background(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0
+) -> Iterator[str]:
     """Run ``app`` under uvicorn on a background thread; yield its base URL, stop it on exit.
 
     ``port=0`` picks a free port (the socket is bound here, so the URL is known
@@ -271,4 +310,3 @@ def app_from_environment() -> FastAPI:
         raise CrosearchError(f"{CONFIG_ENV} is not set; start the server with `crosearch serve`")
     config = Config.model_validate(json.loads(raw))
     return create_app(load_retriever(config), config.server)
-

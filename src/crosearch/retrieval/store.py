@@ -118,8 +118,14 @@ class LanguageStore:
         assert self._map is not None
         start, end = int(self._offsets[index]), int(self._offsets[index + 1])
         rec = json.loads(self._map[start:end])
-        return Passage(id=rec["id"], lang=self.lang, title=rec["title"], text=rec["text"],
-                       article=rec.get("article"), paragraph=rec.get("paragraph"))
+        return Passage(
+            id=rec["id"],
+            lang=self.lang,
+            title=rec["title"],
+            text=rec["text"],
+            article=rec.get("article"),
+            paragraph=rec.get("paragraph"),
+        )
 
     def __iter__(self) -> Iterator[Passage]:
         for i in range(len(self)):

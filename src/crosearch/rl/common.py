@@ -41,8 +41,9 @@ def ensure_retriever(config: Config, bench: Any) -> Any:
     return load_retriever(config)
 
 
-def select_questions(questions: list[QAExample], languages: list[str] | None, limit: int | None,
-                     seed: int) -> list[QAExample]:
+def select_questions(
+    questions: list[QAExample], languages: list[str] | None, limit: int | None, seed: int
+) -> list[QAExample]:
     """Questions of the wanted languages, shuffled by ``seed`` and cut to ``limit``."""
     chosen = [q for q in questions if languages is None or q.lang in languages]
     if not chosen:
@@ -58,8 +59,13 @@ def lora_config(section: LoraSection) -> Any:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
-                      target_modules=section.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=section.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 # Enough for the shapes of a few micro-batches; measured in benchmarks/bench_onednn_cache.py.
@@ -89,8 +95,10 @@ def check_output_dir(path: str | Path, resume: bool) -> Path:
     """A fresh run refuses to mix its checkpoints with an earlier run's."""
     out = Path(path)
     if not resume and out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir()):
-        raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue that run, "
-                          "or choose another output directory (--set train.output_dir=...)")
+        raise ConfigError(
+            f"{out} already holds checkpoints: pass --resume to continue that run, "
+            "or choose another output directory (--set train.output_dir=...)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     # transformers 5 takes the TensorBoard directory from the environment only; one fixed
     # directory per run keeps a resumed run's curves with the interrupted one's.

@@ -19,8 +19,16 @@ from crosearch.rl.checkpoints import checkpoint_dirs
 # Panels of the GRPO figure: (title, metrics drawn in it). Missing metrics are skipped.
 GRPO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("total reward", ("reward",)),
-    ("reward components", ("rewards/exact_match/mean", "rewards/f1/mean", "rewards/char3_recall/mean",
-                           "rewards/format/mean", "rewards/answer_language/mean")),
+    (
+        "reward components",
+        (
+            "rewards/exact_match/mean",
+            "rewards/f1/mean",
+            "rewards/char3_recall/mean",
+            "rewards/format/mean",
+            "rewards/answer_language/mean",
+        ),
+    ),
     ("searches per rollout", ("rollout/searches",)),
     ("model tokens per rollout", ("rollout/model_tokens",)),
     ("resident memory (GB)", ("memory/rss_gb", "memory/peak_rss_gb")),
@@ -62,8 +70,11 @@ def read_log_history(run_dir: str | Path) -> tuple[list[dict[str, Any]], Path]:
 
 def series(history: list[dict[str, Any]], name: str) -> Series:
     """The values of one metric in step order (entries without it are skipped)."""
-    points = sorted((int(h["step"]), float(h[name])) for h in history
-                    if name in h and "step" in h and isinstance(h[name], (int, float)))
+    points = sorted(
+        (int(h["step"]), float(h[name]))
+        for h in history
+        if name in h and "step" in h and isinstance(h[name], (int, float))
+    )
     return Series(name, [s for s, _ in points], [v for _, v in points])
 
 
@@ -71,7 +82,7 @@ def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over up to ``window`` values (the first points average what exists so far)."""
     out = []
     for i in range(len(values)):
-        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = values[max(0, i - window + 1) : i + 1]
         out.append(sum(chunk) / len(chunk))
     return out
 
@@ -83,9 +94,14 @@ def summarize(history: list[dict[str, Any]], metric: str = "reward", span: int =
         raise CrosearchError(f"the log history has no '{metric}' values")
     span = max(1, min(span, len(s.values) // 2 or 1))
     first, last = s.values[:span], s.values[-span:]
-    return {"metric": metric, "steps": len(s.values), "span": span,
-            "first_mean": statistics.fmean(first), "last_mean": statistics.fmean(last),
-            "change": statistics.fmean(last) - statistics.fmean(first)}
+    return {
+        "metric": metric,
+        "steps": len(s.values),
+        "span": span,
+        "first_mean": statistics.fmean(first),
+        "last_mean": statistics.fmean(last),
+        "change": statistics.fmean(last) - statistics.fmean(first),
+    }
 
 
 def is_grpo(history: list[dict[str, Any]]) -> bool:
@@ -120,7 +136,7 @@ def plot_curve(history: list[dict[str, Any]], out: str | Path, *, window: int = 
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(drawn):]:
+    for ax in list(axes.flat)[len(drawn) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

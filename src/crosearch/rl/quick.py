@@ -13,10 +13,23 @@ from typing import Any
 from crosearch.config import Config
 
 # A few steps of each stage: enough to exercise every part, small enough for a CPU demo.
-QUICK_SFT = {"max_examples": 32, "max_steps": 8, "batch_size": 4, "learning_rate": 2e-4, "save_steps": 0,
-             "logging_steps": 2, "lora": {"r": 16, "alpha": 32}}
-QUICK_GRPO = {"max_steps": 1, "questions_per_step": 1, "num_generations": 4, "micro_batch_size": 4,
-              "learning_rate": 1e-5, "save_steps": 1}
+QUICK_SFT = {
+    "max_examples": 32,
+    "max_steps": 8,
+    "batch_size": 4,
+    "learning_rate": 2e-4,
+    "save_steps": 0,
+    "logging_steps": 2,
+    "lora": {"r": 16, "alpha": 32},
+}
+QUICK_GRPO = {
+    "max_steps": 1,
+    "questions_per_step": 1,
+    "num_generations": 4,
+    "micro_batch_size": 4,
+    "learning_rate": 1e-5,
+    "save_steps": 1,
+}
 
 
 def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
@@ -25,8 +38,9 @@ def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
     return Config.model_validate(raw)
 
 
-def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_runs: list[Path],
-                console: Any) -> list[Path]:
+def quick_train(
+    config: Config, out: Path, per_lang: int, retriever: Any, base_runs: list[Path], console: Any
+) -> list[Path]:
     """Warm-start then GRPO briefly into ``out``, evaluate the result on the same sample, print the table.
 
     Returns the run directories of the table: ``base_runs`` and the two trained ones.
@@ -43,7 +57,9 @@ def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_r
     mono = _with(config, "crosslingual", {"strategy": "mono"})
     sft_cfg = _with(mono, "sft", {**QUICK_SFT, "benchmark": benchmark, "output_dir": str(sft_dir)})
     if not (sft_dir / "final").exists():
-        console.print(f"warm start: {QUICK_SFT['max_steps']} LoRA steps on {QUICK_SFT['max_examples']} protocol trajectories")
+        console.print(
+            f"warm start: {QUICK_SFT['max_steps']} LoRA steps on {QUICK_SFT['max_examples']} protocol trajectories"
+        )
         run_sft(sft_cfg, resume=sft_dir.exists())
     adapter = str(sft_dir / "final")
 
@@ -64,10 +80,13 @@ def quick_train(config: Config, out: Path, per_lang: int, retriever: Any, base_r
         cfg = _with(config, "model", {"adapter": str(adapter_dir)})
         policy = load_policy_backend(cfg.model)
         run_dir = out / "eval" / label
-        run_qa_eval(QARun(pipeline="search-agent", benchmark=Path(benchmark), out_dir=run_dir, per_lang=per_lang), cfg,
-                    policy=policy, retriever=retriever, console=console)
+        run_qa_eval(
+            QARun(pipeline="search-agent", benchmark=Path(benchmark), out_dir=run_dir, per_lang=per_lang),
+            cfg,
+            policy=policy,
+            retriever=retriever,
+            console=console,
+        )
         runs.append(run_dir)
     console.print(compare_runs(runs, ["f1", "em", "searches"]), markup=False, highlight=False)
     return runs
-
-

@@ -67,7 +67,9 @@ def _answer_reward(name: str, score: Callable[[str, list[str], str], float]) -> 
 
     reward.__name__ = name
     reward.__qualname__ = name
-    reward.__doc__ = f"{name} of the rollout's parsed answer against the golds of its language (0 when it never answered)."
+    reward.__doc__ = (
+        f"{name} of the rollout's parsed answer against the golds of its language (0 when it never answered)."
+    )
     return reward
 
 

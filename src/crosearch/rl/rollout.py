@@ -81,8 +81,14 @@ class TimedRetriever:
         return getattr(self.inner, name)
 
 
-def build_rows(questions: Sequence[QAExample], *, multilingual: bool, group_languages: int,
-               seed: int = 0, pool: Sequence[QAExample] | None = None) -> list[TrainRow]:
+def build_rows(
+    questions: Sequence[QAExample],
+    *,
+    multilingual: bool,
+    group_languages: int,
+    seed: int = 0,
+    pool: Sequence[QAExample] | None = None,
+) -> list[TrainRow]:
     """Dataset rows for GRPO.
 
     Without multilingual groups, one row per question. With them, one row per
@@ -93,7 +99,7 @@ def build_rows(questions: Sequence[QAExample], *, multilingual: bool, group_lang
     version are kept as single-language rows.
     """
     by_group: dict[str, list[QAExample]] = defaultdict(list)
-    for q in (pool if pool is not None else questions):
+    for q in pool if pool is not None else questions:
         if q.group is not None:
             by_group[q.group].append(q)
     rng = random.Random(seed)
@@ -112,11 +118,17 @@ def rows_to_dataset(rows: Sequence[TrainRow]) -> Any:
     """A ``datasets.Dataset`` of the rows (the ``prompt`` column holds the row keys)."""
     from datasets import Dataset
 
-    return Dataset.from_list([
-        {"prompt": row.key, "row_id": row.versions[0].id, "row_lang": row.versions[0].lang,
-         "group_langs": ",".join(v.lang for v in row.versions)}
-        for row in rows
-    ])
+    return Dataset.from_list(
+        [
+            {
+                "prompt": row.key,
+                "row_id": row.versions[0].id,
+                "row_lang": row.versions[0].lang,
+                "group_langs": ",".join(v.lang for v in row.versions),
+            }
+            for row in rows
+        ]
+    )
 
 
 @dataclass
@@ -158,8 +170,15 @@ class RolloutFunction:
         """Engine requests: the agent's prompt for each question version, with its own exclusions."""
         from crosearch.agent.engine import RolloutRequest
 
-        return [RolloutRequest(prompt=self.prompt_builder.encode(tokenizer, q.question, q.lang), lang=q.lang,
-                               exclude=frozenset(q.exclude), id=q.id) for q in questions]
+        return [
+            RolloutRequest(
+                prompt=self.prompt_builder.encode(tokenizer, q.question, q.lang),
+                lang=q.lang,
+                exclude=frozenset(q.exclude),
+                id=q.id,
+            )
+            for q in questions
+        ]
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[Any]]:
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -198,14 +217,29 @@ class RolloutFunction:
         batch = to_trl(results)
         # Full traces stay out of the batch: rewards need only the flat fields below.
         batch.pop("trace")
-        batch.update(golds=[list(q.answers) for q in questions], lang=[q.lang for q in questions],
-                     qid=[q.id for q in questions], valid_format=valid, num_searches=batch.pop("n_searches"))
+        batch.update(
+            golds=[list(q.answers) for q in questions],
+            lang=[q.lang for q in questions],
+            qid=[q.id for q in questions],
+            valid_format=valid,
+            num_searches=batch.pop("n_searches"),
+        )
         return batch
 
 
 # Turn problems that make a rollout break the protocol (trailing text is only trimmed).
-_FORMAT_PROBLEMS = frozenset({"no_tags", "unclosed_search", "unclosed_answer", "empty_query", "empty_answer",
-                              "mismatched_tags", "close_without_open", "invented_information"})
+_FORMAT_PROBLEMS = frozenset(
+    {
+        "no_tags",
+        "unclosed_search",
+        "unclosed_answer",
+        "empty_query",
+        "empty_answer",
+        "mismatched_tags",
+        "close_without_open",
+        "invented_information",
+    }
+)
 
 
 def valid_format(rollout: Any) -> bool:

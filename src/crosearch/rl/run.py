@@ -19,8 +19,15 @@ from typing import Any
 from crosearch.config import Config
 from crosearch.errors import CrosearchError
 from crosearch.io import atomic_write_json
-from crosearch.rl.common import (bound_onednn_cache, check_output_dir, console, ensure_benchmark, ensure_retriever,
-                                 model_device, save_atomically)
+from crosearch.rl.common import (
+    bound_onednn_cache,
+    check_output_dir,
+    console,
+    ensure_benchmark,
+    ensure_retriever,
+    model_device,
+    save_atomically,
+)
 
 
 @dataclass(slots=True)
@@ -91,8 +98,9 @@ def train_resumable(ctx: RunContext, trainer: Any) -> TrainOutcome:
     return TrainOutcome(result=result, resumed_from=checkpoint, seconds=time.perf_counter() - started)
 
 
-def finish_run(ctx: RunContext, trainer: Any, model: Any, tokenizer: Any, outcome: TrainOutcome,
-               summary: dict[str, Any]) -> dict[str, Any]:
+def finish_run(
+    ctx: RunContext, trainer: Any, model: Any, tokenizer: Any, outcome: TrainOutcome, summary: dict[str, Any]
+) -> dict[str, Any]:
     """Save ``model`` to ``out/final`` atomically and write ``out/summary.json``; returns the summary.
 
     ``summary`` holds what is particular to the run; steps, loss, resume point, output and the
@@ -101,8 +109,11 @@ def finish_run(ctx: RunContext, trainer: Any, model: Any, tokenizer: Any, outcom
     final = ctx.out / "final"
     save_atomically(model, tokenizer, final)
     summary = {
-        "steps": trainer.state.global_step, "train_loss": outcome.result.training_loss, **summary,
-        "resumed_from": str(outcome.resumed_from) if outcome.resumed_from else None, "output": str(final),
+        "steps": trainer.state.global_step,
+        "train_loss": outcome.result.training_loss,
+        **summary,
+        "resumed_from": str(outcome.resumed_from) if outcome.resumed_from else None,
+        "output": str(final),
         "log_history": trainer.state.log_history,
     }
     atomic_write_json(ctx.out / "summary.json", summary)

@@ -41,8 +41,13 @@ class Trajectory:
     answer_in_evidence: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"qid": self.qid, "lang": self.lang, "input_ids": self.input_ids, "labels": self.labels,
-                "answer_in_evidence": self.answer_in_evidence}
+        return {
+            "qid": self.qid,
+            "lang": self.lang,
+            "input_ids": self.input_ids,
+            "labels": self.labels,
+            "answer_in_evidence": self.answer_in_evidence,
+        }
 
 
 def _contains(text: str, answers: Sequence[str]) -> bool:
@@ -50,8 +55,14 @@ def _contains(text: str, answers: Sequence[str]) -> bool:
     return any(a and a.lower() in low for a in answers)
 
 
-def build_trajectories(questions: Sequence[QAExample], config: Config, tokenizer: Any, integration: Any,
-                       eos_token_ids: Sequence[int], batch_size: int = 32) -> list[Trajectory]:
+def build_trajectories(
+    questions: Sequence[QAExample],
+    config: Config,
+    tokenizer: Any,
+    integration: Any,
+    eos_token_ids: Sequence[int],
+    batch_size: int = 32,
+) -> list[Trajectory]:
     """Run the rollout engine with scripted turns over ``questions``; one trajectory per question.
 
     ``integration`` is the engine's evidence hook (an :class:`~crosearch.crosslingual.integration.Integrator`'s
@@ -91,11 +102,16 @@ def build_trajectories(questions: Sequence[QAExample], config: Config, tokenizer
     backend = TeacherForcedBackend(None, tokenizer, responder, eos_token_ids=eos_token_ids)
     engine = RolloutEngine(backend, integration, agent)
     out: list[Trajectory] = []
-    for start in track(range(0, len(requests), batch_size), description="building warm-start trajectories",
-                       console=console):
-        for r, q in zip(engine.run(requests[start: start + batch_size]),
-                        (by_prompt[tokenizer.decode(req.prompt, skip_special_tokens=False)]
-                         for req in requests[start: start + batch_size])):
+    for start in track(
+        range(0, len(requests), batch_size), description="building warm-start trajectories", console=console
+    ):
+        for r, q in zip(
+            engine.run(requests[start : start + batch_size]),
+            (
+                by_prompt[tokenizer.decode(req.prompt, skip_special_tokens=False)]
+                for req in requests[start : start + batch_size]
+            ),
+        ):
             if r.stop_reason != "answered" or r.n_searches != 1:
                 continue  # the scripted turns did not fit the budget: skip rather than train on a cut episode
             ids = r.prompt_ids + r.completion_ids
@@ -136,11 +152,14 @@ def run_sft(config: Config, *, resume: bool = False) -> dict[str, Any]:
     build_seconds = time.perf_counter() - started
     coverage = sum(t.answer_in_evidence for t in trajectories) / len(trajectories)
     write_jsonl(ctx.out / "trajectories.jsonl", (t.to_dict() for t in trajectories))
-    console.print(f"{len(trajectories)} trajectories in {build_seconds:.0f}s; gold answer inside the inserted "
-                  f"evidence for {coverage:.0%}")
+    console.print(
+        f"{len(trajectories)} trajectories in {build_seconds:.0f}s; gold answer inside the inserted "
+        f"evidence for {coverage:.0%}"
+    )
 
-    features = [{"input_ids": t.input_ids[: sft.max_length], "labels": t.labels[: sft.max_length]}
-                for t in trajectories]
+    features = [
+        {"input_ids": t.input_ids[: sft.max_length], "labels": t.labels[: sft.max_length]} for t in trajectories
+    ]
     peft = lora_config(sft.lora)
     if peft is not None:
         from peft import get_peft_model
@@ -149,18 +168,44 @@ def run_sft(config: Config, *, resume: bool = False) -> dict[str, Any]:
     model.train()
     bf16 = train_bf16(sft.bf16, model)
     args = TrainingArguments(
-        output_dir=str(ctx.out), max_steps=sft.max_steps, per_device_train_batch_size=sft.batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps, learning_rate=sft.learning_rate,
-        lr_scheduler_type=sft.lr_scheduler_type, warmup_steps=sft.warmup_ratio, logging_steps=sft.logging_steps,
-        save_strategy="steps" if sft.save_steps else "no", save_steps=sft.save_steps or 500,
-        bf16=bf16, use_cpu=model_device(model) == "cpu", report_to=["tensorboard"], seed=sft.seed,
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
+        output_dir=str(ctx.out),
+        max_steps=sft.max_steps,
+        per_device_train_batch_size=sft.batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        warmup_steps=sft.warmup_ratio,
+        logging_steps=sft.logging_steps,
+        save_strategy="steps" if sft.save_steps else "no",
+        save_steps=sft.save_steps or 500,
+        bf16=bf16,
+        use_cpu=model_device(model) == "cpu",
+        report_to=["tensorboard"],
+        seed=sft.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
-    trainer = MaskedLMTrainer(model=model, args=args, train_dataset=features,
-                              data_collator=pad_collate(tokenizer.pad_token_id or 0),
-                              callbacks=[CompletionMarkerCallback()])
+    trainer = MaskedLMTrainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        data_collator=pad_collate(tokenizer.pad_token_id or 0),
+        callbacks=[CompletionMarkerCallback()],
+    )
     outcome = train_resumable(ctx, trainer)
-    return finish_run(ctx, trainer, model, tokenizer, outcome, {
-        "trajectories": len(trajectories), "answer_in_evidence": coverage, "build_seconds": build_seconds,
-        "train_seconds": outcome.seconds, "bf16": bf16, "lora": peft is not None,
-    })
+    return finish_run(
+        ctx,
+        trainer,
+        model,
+        tokenizer,
+        outcome,
+        {
+            "trajectories": len(trajectories),
+            "answer_in_evidence": coverage,
+            "build_seconds": build_seconds,
+            "train_seconds": outcome.seconds,
+            "bf16": bf16,
+            "lora": peft is not None,
+        },
+    )

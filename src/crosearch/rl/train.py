@@ -112,26 +112,44 @@ def _keep_batch(kept: list[dict[str, Any]]) -> Any:
     """A batch observer that keeps the masks, ids and advantages TRL built (for checks and tests)."""
 
     def observe(output: dict[str, Any], seconds: float) -> None:
-        kept.append({k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in output.items()
-                     if k in ("completion_ids", "completion_mask", "tool_mask", "advantages")})
+        kept.append(
+            {
+                k: v.detach().cpu() if hasattr(v, "detach") else v
+                for k, v in output.items()
+                if k in ("completion_ids", "completion_mask", "tool_mask", "advantages")
+            }
+        )
 
     return observe
 
 
 # GRPOConfig options crosearch sets itself, from its own keys or because the rollout function needs them.
 OWN_OPTIONS = {
-    "output_dir": "train.output_dir", "num_generations": "train.num_generations",
-    "per_device_train_batch_size": "train.micro_batch_size", "gradient_accumulation_steps": "train.micro_batch_size",
-    "max_steps": "train.max_steps", "learning_rate": "train.learning_rate", "beta": "train.beta",
-    "reward_weights": "train.reward_weights", "bf16": "train.bf16", "use_cpu": "model.device",
-    "save_steps": "train.save_steps", "seed": "train.seed", "use_vllm": "train.use_vllm",
-    "temperature": "agent.temperature", "max_completion_length": "agent.max_total_tokens",
-    "mask_truncated_completions": None, "remove_unused_columns": None, "save_strategy": None, "report_to": None,
+    "output_dir": "train.output_dir",
+    "num_generations": "train.num_generations",
+    "per_device_train_batch_size": "train.micro_batch_size",
+    "gradient_accumulation_steps": "train.micro_batch_size",
+    "max_steps": "train.max_steps",
+    "learning_rate": "train.learning_rate",
+    "beta": "train.beta",
+    "reward_weights": "train.reward_weights",
+    "bf16": "train.bf16",
+    "use_cpu": "model.device",
+    "save_steps": "train.save_steps",
+    "seed": "train.seed",
+    "use_vllm": "train.use_vllm",
+    "temperature": "agent.temperature",
+    "max_completion_length": "agent.max_total_tokens",
+    "mask_truncated_completions": None,
+    "remove_unused_columns": None,
+    "save_strategy": None,
+    "report_to": None,
 }
 # Where crosearch's defaults differ from GRPOConfig's; train.trl_args overrides them.
 TRL_DEFAULTS: dict[str, Any] = {
     "lr_scheduler_type": "constant",  # GRPOConfig: linear (decays to 0 by max_steps)
-    "gradient_checkpointing": False,  # GRPOConfig: True (recomputes activations in backward; the CPU recipes need no memory relief)
+    # GRPOConfig: True (recomputes activations in backward; the CPU recipes need no memory relief)
+    "gradient_checkpointing": False,
     "save_total_limit": 3,  # GRPOConfig: None (every checkpoint kept)
     "logging_steps": 1,  # GRPOConfig: 10 (short runs would log almost nothing)
     "disable_tqdm": False,  # GRPOConfig: None (then off above the warning log level)
@@ -148,13 +166,16 @@ def check_trl_args(trl_args: dict[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(set(trl_args) - known)
     if unknown:
-        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, n=1)) else k
-                 for k in unknown]
+        hints = [
+            f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, n=1)) else k for k in unknown
+        ]
         raise ConfigError(f"train.trl_args: not options of TRL's GRPOConfig (TRL {trl_version()}): {', '.join(hints)}")
     own = sorted(set(trl_args) & set(OWN_OPTIONS))
     if own:
-        where = [f"{k} (set from {OWN_OPTIONS[k]})" if OWN_OPTIONS[k] else f"{k} (fixed: the rollout function needs it)"
-                 for k in own]
+        where = [
+            f"{k} (set from {OWN_OPTIONS[k]})" if OWN_OPTIONS[k] else f"{k} (fixed: the rollout function needs it)"
+            for k in own
+        ]
         raise ConfigError(f"train.trl_args: crosearch sets these GRPOConfig options itself: {', '.join(where)}")
 
 
@@ -167,8 +188,9 @@ def _grpo_args(config: Config, out: Path, bf16: bool, use_cpu: bool) -> Any:
     per_step = t.num_generations * t.questions_per_step
     micro = t.micro_batch_size or per_step
     if per_step % micro:
-        raise ConfigError(f"train.micro_batch_size ({micro}) must divide num_generations x questions_per_step "
-                          f"({per_step})")
+        raise ConfigError(
+            f"train.micro_batch_size ({micro}) must divide num_generations x questions_per_step ({per_step})"
+        )
     _, weights = build_rewards(t.reward_weights)
     agent = config.agent
     check_trl_args(t.trl_args)
@@ -197,7 +219,9 @@ def _grpo_args(config: Config, out: Path, bf16: bool, use_cpu: bool) -> Any:
             **{**TRL_DEFAULTS, **t.trl_args},
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"TRL's GRPOConfig refused the training options (train.* and train.trl_args): {exc}") from None
+        raise ConfigError(
+            f"TRL's GRPOConfig refused the training options (train.* and train.trl_args): {exc}"
+        ) from None
 
 
 def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
@@ -217,7 +241,9 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
 
         if t.adapter_mode == "continue":
             if peft is None:
-                raise ConfigError("train.adapter_mode=continue keeps training a LoRA adapter: it needs train.lora.enabled")
+                raise ConfigError(
+                    "train.adapter_mode=continue keeps training a LoRA adapter: it needs train.lora.enabled"
+                )
             model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
             peft = None
         else:
@@ -232,8 +258,9 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
     return model, tokenizer, peft
 
 
-def run_train(config: Config, *, resume: bool = False, keep_batches: bool = False,
-              backend_factory: Any = None) -> dict[str, Any]:
+def run_train(
+    config: Config, *, resume: bool = False, keep_batches: bool = False, backend_factory: Any = None
+) -> dict[str, Any]:
     """Train with GRPO; returns a summary (also written to ``train.output_dir/summary.json``).
 
     ``backend_factory(model, tokenizer)`` replaces the generation backend (default:
@@ -258,8 +285,9 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
     retriever = TimedRetriever(ctx.retriever)
     questions = select_questions(ctx.bench.train, t.languages, t.max_questions, t.seed)
     pool = [q for q in ctx.bench.train if t.languages is None or q.lang in t.languages]
-    rows = build_rows(questions, multilingual=t.multilingual_groups, group_languages=t.group_languages,
-                      seed=t.seed, pool=pool)
+    rows = build_rows(
+        questions, multilingual=t.multilingual_groups, group_languages=t.group_languages, seed=t.seed, pool=pool
+    )
     model, tokenizer, peft = _prepare_model(config, ctx.out)
 
     def make_engine(policy_model: Any) -> Any:
@@ -273,23 +301,37 @@ def run_train(config: Config, *, resume: bool = False, keep_batches: bool = Fals
             backend = HFBackend(policy_model, tokenizer)
         return RolloutEngine.from_config(backend, retriever, config, model=policy_model)
 
-    rollout = RolloutFunction(rows=rows, make_engine=make_engine, retriever=retriever,
-                              prompt_builder=PromptBuilder.from_config(config.agent))
+    rollout = RolloutFunction(
+        rows=rows, make_engine=make_engine, retriever=retriever, prompt_builder=PromptBuilder.from_config(config.agent)
+    )
     reward_funcs, _ = build_rewards(t.reward_weights)
     timer = PhaseTimer(rollout)
     kept: list[dict[str, Any]] = []
     trainer = grpo_trainer_class()(
-        model=model, reward_funcs=reward_funcs,
+        model=model,
+        reward_funcs=reward_funcs,
         args=_grpo_args(config, ctx.out, train_bf16(t.bf16, model), model_device(model) == "cpu"),
-        train_dataset=rows_to_dataset(rows), processing_class=tokenizer, peft_config=peft,
-        rollout_func=rollout, callbacks=[CompletionMarkerCallback(), timer],
+        train_dataset=rows_to_dataset(rows),
+        processing_class=tokenizer,
+        peft_config=peft,
+        rollout_func=rollout,
+        callbacks=[CompletionMarkerCallback(), timer],
         batch_observers=[timer.on_batch, *([_keep_batch(kept)] if keep_batches else [])],
     )
     timer.trainer = trainer
     outcome = train_resumable(ctx, trainer)
-    summary = finish_run(ctx, trainer, trainer.model, tokenizer, outcome, {
-        "seconds": outcome.seconds, "peak_rss_gb": _peak_rss_gb(), "rows": len(rows),
-    })
+    summary = finish_run(
+        ctx,
+        trainer,
+        trainer.model,
+        tokenizer,
+        outcome,
+        {
+            "seconds": outcome.seconds,
+            "peak_rss_gb": _peak_rss_gb(),
+            "rows": len(rows),
+        },
+    )
     if keep_batches:
         summary["kept_batches"] = kept
         summary["trainer"] = trainer

@@ -64,15 +64,19 @@ def check_trl(version: str | None = None, trainer_class: type | None = None) -> 
     except InvalidVersion:
         in_range = False
     if not in_range:
-        raise TrlCompatError(f"TRL {version} is installed; crosearch's GRPO training needs trl>={TRL_MIN},<{TRL_BELOW} "
-                             f"(pip install 'trl>={TRL_MIN},<{TRL_BELOW}')")
+        raise TrlCompatError(
+            f"TRL {version} is installed; crosearch's GRPO training needs trl>={TRL_MIN},<{TRL_BELOW} "
+            f"(pip install 'trl>={TRL_MIN},<{TRL_BELOW}')"
+        )
     if trainer_class is None:
         from trl import GRPOTrainer as trainer_class
     missing = missing_internals(trainer_class)
     if missing:
-        raise TrlCompatError(f"TRL {version}: {trainer_class.__name__} no longer has {', '.join(missing)}, which "
-                             f"crosearch/rl/trl_compat.py relies on; install trl>={TRL_MIN},<{TRL_BELOW} as tested, "
-                             "or adapt that module")
+        raise TrlCompatError(
+            f"TRL {version}: {trainer_class.__name__} no longer has {', '.join(missing)}, which "
+            f"crosearch/rl/trl_compat.py relies on; install trl>={TRL_MIN},<{TRL_BELOW} as tested, "
+            "or adapt that module"
+        )
     return version
 
 
@@ -111,6 +115,8 @@ def vllm_llm(trainer: Any) -> Any:
     """The vLLM engine TRL built for colocated generation (``use_vllm``, ``vllm_mode: colocate``)."""
     generation = getattr(trainer, "vllm_generation", None)
     if generation is None:
-        raise TrlCompatError("train.use_vllm: TRL built no vLLM engine in this process; vLLM generation needs "
-                             "train.trl_args.vllm_mode: colocate and a GPU")
+        raise TrlCompatError(
+            "train.use_vllm: TRL built no vLLM engine in this process; vLLM generation needs "
+            "train.trl_args.vllm_mode: colocate and a GPU"
+        )
     return generation.llm
