@@ -93,8 +93,8 @@ def eval_qa(
     )
     console = Console(stderr=True)
     metrics = run_qa_eval(run, cfg, progress=not quiet, console=console)
-    adapter = f", {cfg.model.adapter}" if cfg.model.adapter else ""
-    title = f"{pipeline} on {metrics['setting']}/{split} ({cfg.model.name}{adapter})"
+    adapter_note = f", {cfg.model.adapter}" if cfg.model.adapter else ""
+    title = f"{pipeline} on {metrics['setting']}/{split} ({cfg.model.name}{adapter_note})"
     Console().print(metrics_table(metrics, title=title))
     console.print(f"wrote {run.out_dir / 'predictions.jsonl'} and {run.out_dir / 'metrics.json'}")
 
