@@ -49,7 +49,7 @@ CACHE_FORMAT = 1
 LOCK_TIMEOUT_S = 1800.0
 
 TINY_SEED = 0
-TINY_SHAPE = {
+TINY_SHAPE: dict[str, Any] = {
     "num_hidden_layers": 2,
     "hidden_size": 64,
     "num_attention_heads": 4,

@@ -75,7 +75,7 @@ def load_policy_backend(model_config: ModelConfig) -> Policy:
     from crosearch.models import load_policy
 
     loaded = load_policy(model_config)
-    model, tokenizer = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else tuple(loaded)[:2]
+    model, tokenizer = loaded.model, loaded.tokenizer
     model.eval()
     return Policy(model=model, tokenizer=tokenizer, backend=HFBackend(model, tokenizer))
 

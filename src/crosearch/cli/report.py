@@ -96,8 +96,9 @@ def report(
 
             curves = [(path.name, read_log_history(path)[0]) for path in training or []]
             figures = rep.report_figures(report, curves)
-            for name, png in figures.items() if plots_dir is not None else ():
-                typer.echo(f"wrote {write_png(plots_dir / name, png)}", err=True)
+            if plots_dir is not None:
+                for name, png in figures.items():
+                    typer.echo(f"wrote {write_png(plots_dir / name, png)}", err=True)
             if html_dir is not None:
                 from crosearch.eval.html_report import write_page
 

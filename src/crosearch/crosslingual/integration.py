@@ -451,7 +451,7 @@ def build_translator(
             from crosearch.models import load_policy
 
             loaded = load_policy(config.model)
-            policy = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else tuple(loaded)[:2]
+            policy = (loaded.model, loaded.tokenizer)
         model, tokenizer = policy
         backend = PolicyTranslator(
             model,

@@ -172,7 +172,9 @@ def detect_language(text: str, candidates: Sequence[str] = ()) -> str | None:
     if len(known) > 1:
         from lingua import LanguageDetectorBuilder
 
-        detector = LanguageDetectorBuilder.from_languages(*[lingua_language(x) for x in known]).build()
+        detector = LanguageDetectorBuilder.from_languages(
+            *[lang for x in known if (lang := lingua_language(x))]
+        ).build()
     else:
         detector = get_detector()
     found = detector.detect_language_of(text)

@@ -167,8 +167,9 @@ def _per_retrieval(rows: Sequence[dict[str, Any]]) -> float | None:
     return sum(int(r.get("evidence_tokens") or 0) for r in rows) / retrievals if retrievals else None
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     from crosearch.eval.metrics import QAScores, aggregate_scores
 
     report = aggregate_scores((r["lang"], QAScores(**r["scores"])) for r in records)
-    out = report.to_dict()
+    out: dict[str, Any] = report.to_dict()
     by_lang: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_lang.setdefault(r["lang"], []).append(r)
@@ -277,7 +278,7 @@ def run_qa_eval(
     run.out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = run.out_dir / PREDICTIONS
     done = read_predictions(pred_path, repair=True)
-    other = sorted({r.get("pipeline") for r in done} - {run.pipeline})
+    other = sorted({str(r.get("pipeline")) for r in done} - {run.pipeline})
     if other:
         raise CrosearchError(
             f"{pred_path} holds predictions of pipeline {other[0]}, not {run.pipeline}: choose another --out"

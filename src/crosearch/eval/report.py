@@ -196,7 +196,7 @@ def build_report(
     base_index = None
     if baseline is not None:
         wanted = _run_dir(Path(baseline)).resolve()
-        found = [i for i, p in enumerate(paths) if _run_dir(p).resolve() == wanted]
+        found = [i for i, p in enumerate(paths) if _run_dir(Path(p)).resolve() == wanted]
         if found:
             base_index = found[0]
         else:

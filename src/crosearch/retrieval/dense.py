@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,7 +94,7 @@ def build_faiss(embeddings: np.ndarray, kind: DenseIndexType = "flat"):
     nlist = min(int(4 * math.sqrt(n)), n // 39)
     if kind == "ivf" and nlist >= 2:
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index: Any = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(embeddings)
         index.nprobe = min(nlist, 16)
     elif kind == "hnsw":

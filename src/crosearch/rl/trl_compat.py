@@ -43,7 +43,7 @@ def missing_internals(trainer_class: type) -> list[str]:
     """The internals this module uses that ``trainer_class`` lacks (empty when all are there)."""
     missing = [name for name in METHODS if not callable(getattr(trainer_class, name, None))]
     try:
-        init = inspect.getsource(trainer_class.__init__)
+        init = inspect.getsource(getattr(trainer_class, "__init__"))  # noqa: B009 - mypy rejects .__init__ on a type
     except (OSError, TypeError):
         init = ""
     # Instance attributes exist only once a trainer is built; their assignment in __init__ is what we can check first.
@@ -69,7 +69,9 @@ def check_trl(version: str | None = None, trainer_class: type | None = None) -> 
             f"(pip install 'trl>={TRL_MIN},<{TRL_BELOW}')"
         )
     if trainer_class is None:
-        from trl import GRPOTrainer as trainer_class
+        from trl import GRPOTrainer
+
+        trainer_class = GRPOTrainer
     missing = missing_internals(trainer_class)
     if missing:
         raise TrlCompatError(
