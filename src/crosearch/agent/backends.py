@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "eos", "length"]
+Prompts = Sequence[Sequence[int]]
+TokenCaps = int | Sequence[int]  # one cap for every prompt, or one per prompt
 
 # Tokens re-decoded to look for a stop string that ends at the newest token; longer
 # than any tag in the protocol even when the tokenizer spells it one character a token.
@@ -65,17 +67,13 @@ class GenerationBackend(Protocol):
     def eos_token_ids(self) -> list[int]: ...
 
     def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        max_new_tokens: int | Sequence[int],
-        stop_strings: Sequence[str],
-        sampling: SamplingParams,
+        self, prompts: Prompts, max_new_tokens: TokenCaps, stop_strings: Sequence[str], sampling: SamplingParams
     ) -> list[Generation]:
         """Continue each prompt until a stop string, EOS, or its own token cap."""
         ...
 
 
-def _caps(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
+def _caps(max_new_tokens: TokenCaps, n: int) -> list[int]:
     caps = [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(c) for c in max_new_tokens]
     if len(caps) != n:
         raise ValueError(f"max_new_tokens has {len(caps)} entries for {n} prompts")
@@ -143,7 +141,29 @@ class StopChecker:
         return min(len(ids), cap), "length", None
 
 
-class HFBackend:
+class _Backend:
+    """What the backends share: the EOS ids, and one token cap per prompt before they continue them."""
+
+    tokenizer: Any
+    _eos: list[int]
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        return list(self._eos)
+
+    def generate(
+        self, prompts: Prompts, max_new_tokens: TokenCaps, stop_strings: Sequence[str], sampling: SamplingParams
+    ) -> list[Generation]:
+        """Continue each prompt until a stop string, EOS, or its own token cap."""
+        return self._continue(prompts, _caps(max_new_tokens, len(prompts)), stop_strings, sampling)
+
+    def _continue(
+        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
+    ) -> list[Generation]:
+        raise NotImplementedError
+
+
+class HFBackend(_Backend):
     """Batched generation with a Hugging Face causal LM (``model.generate``, left padding).
 
     Per-row stopping (stop strings, EOS, a token cap per row) is decided by one
@@ -161,25 +181,16 @@ class HFBackend:
         self.pad_token_id = int(pad if pad is not None else self._eos[0])
 
     @property
-    def eos_token_ids(self) -> list[int]:
-        return list(self._eos)
-
-    @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        max_new_tokens: int | Sequence[int],
-        stop_strings: Sequence[str],
-        sampling: SamplingParams,
+    def _continue(
+        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
     ) -> list[Generation]:
         """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        caps = _caps(max_new_tokens, len(prompts))
         results: list[Generation | None] = [None] * len(prompts)
         live = [i for i, cap in enumerate(caps) if cap > 0]
         for i in range(len(prompts)):
@@ -256,15 +267,10 @@ class TeacherForcedBackend(HFBackend):
         super().__init__(model, tokenizer, eos_token_ids=eos_token_ids)
         self.responder = responder
 
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        max_new_tokens: int | Sequence[int],
-        stop_strings: Sequence[str],
-        sampling: SamplingParams,
+    def _continue(
+        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
     ) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
-        caps = _caps(max_new_tokens, len(prompts))
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
         forced: list[list[int]] = []
         ends: list[tuple[FinishReason, str | None]] = []
@@ -376,7 +382,7 @@ class _EndWatcher:
         return end
 
 
-class VLLMBackend:
+class VLLMBackend(_Backend):
     """GPU generation with vLLM (optional, only importable where ``vllm`` is installed).
 
     Thin and UNTESTED in this repository's CI (no GPU there). It asks vLLM for the
@@ -397,22 +403,13 @@ class VLLMBackend:
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
         self._eos = model_eos_ids(None, self.tokenizer)
 
-    @property
-    def eos_token_ids(self) -> list[int]:
-        return list(self._eos)
-
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        max_new_tokens: int | Sequence[int],
-        stop_strings: Sequence[str],
-        sampling: SamplingParams,
+    def _continue(
+        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
     ) -> list[Generation]:  # pragma: no cover
         """One ``llm.generate`` call over token prompts, each with its own token cap."""
         from vllm import SamplingParams as VSampling
         from vllm.inputs import TokensPrompt
 
-        caps = _caps(max_new_tokens, len(prompts))
         params = [
             VSampling(
                 temperature=max(sampling.temperature, 0.0),

@@ -3,43 +3,34 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config, with_model_and_retriever
+from crosearch.cli.options import (
+    AdapterOption,
+    ConfigOption,
+    IndexOption,
+    ModelOption,
+    RetrieverUrlOption,
+    SetOption,
+    resolve_config,
+    unshown,
+    with_model_and_retriever,
+)
 from crosearch.errors import CrosearchError
 
 
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in any language of the collection.")],
-    lang: Annotated[
-        str | None,
-        typer.Option("--lang", "-l", help="The question's language (default: detected).", show_default=False),
-    ] = None,
+    lang: Annotated[str | None, unshown("--lang", "-l", help="The question's language (default: detected).")] = None,
     pipeline: Annotated[
         str, typer.Option("--pipeline", "-p", help="search-agent, direct, rag-mono, rag-concat or rag-crosslingual.")
     ] = "search-agent",
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False
-        ),
-    ] = None,
-    adapter: Annotated[
-        Path | None, typer.Option("--adapter", help="A PEFT adapter directory.", show_default=False)
-    ] = None,
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
-    ] = None,
-    retriever_url: Annotated[
-        str | None,
-        typer.Option(
-            "--retriever-url", help="A running retrieval server instead of a local index.", show_default=False
-        ),
-    ] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    index_dir: IndexOption = None,
+    retriever_url: RetrieverUrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw trace as JSON.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unshown
 
 app = typer.Typer(help="Build the multilingual open-retrieval benchmark and show its statistics.", no_args_is_help=True)
 
@@ -17,28 +17,16 @@ app = typer.Typer(help="Build the multilingual open-retrieval benchmark and show
 def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the benchmark to.")],
     setting: Annotated[
-        str | None,
-        typer.Option("--setting", help="Coverage: full, gap or no-native (default: data.setting).", show_default=False),
+        str | None, unshown("--setting", help="Coverage: full, gap or no-native (default: data.setting).")
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option("--seed", help="Seed of the split and the gaps (default: data.seed).", show_default=False),
-    ] = None,
+    seed: Annotated[int | None, unshown("--seed", help="Seed of the split and the gaps (default: data.seed).")] = None,
     source: Annotated[
         str | None,
-        typer.Option(
-            "--source",
-            help="'xquad' (vendored) or a directory of parallel <name>.<lang>.json[.gz] files.",
-            show_default=False,
-        ),
+        unshown("--source", help="'xquad' (vendored) or a directory of parallel <name>.<lang>.json[.gz] files."),
     ] = None,
     langs: Annotated[
         str | None,
-        typer.Option(
-            "--langs",
-            help="Comma-separated languages, e.g. en,de,zh (default: every language of the source).",
-            show_default=False,
-        ),
+        unshown("--langs", help="Comma-separated languages, e.g. en,de,zh (default: every language of the source)."),
     ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,

@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config, with_model_and_retriever
+from crosearch.cli.options import (
+    AdapterOption,
+    BenchmarkOption,
+    ConfigOption,
+    IndexOption,
+    ModelOption,
+    RetrieverUrlOption,
+    SetOption,
+    SplitOption,
+    resolve_config,
+    unshown,
+    with_model_and_retriever,
+)
 from crosearch.errors import CrosearchError
 
 app = typer.Typer(help="Evaluate retrieval and QA.", no_args_is_help=True)
@@ -20,51 +32,25 @@ PipelineOption = Annotated[
 @app.command("qa")
 def eval_qa(
     pipeline: PipelineOption,
-    benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
-    split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
+    benchmark: BenchmarkOption,
+    split: SplitOption = "test",
     per_lang: Annotated[
         int | None,
-        typer.Option(
+        unshown(
             "--per-lang",
             help="Questions per language, the same parallel questions in every language "
             "(default: eval.per_lang, None = all).",
-            show_default=False,
         ),
     ] = None,
-    langs: Annotated[
-        str | None,
-        typer.Option("--langs", help="Comma-separated question languages (default: all).", show_default=False),
-    ] = None,
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
-    ] = None,
-    retriever_url: Annotated[
-        str | None,
-        typer.Option(
-            "--retriever-url",
-            help="A running `crosearch serve` (or Search-R1 server, with "
-            "--set retrieval.url_protocol=search-r1) instead of a local index.",
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).", show_default=False
-        ),
-    ] = None,
-    adapter: Annotated[
-        Path | None,
-        typer.Option("--adapter", help="A PEFT adapter directory (warm start or GRPO checkpoint).", show_default=False),
-    ] = None,
+    langs: Annotated[str | None, unshown("--langs", help="Comma-separated question languages (default: all).")] = None,
+    index_dir: IndexOption = None,
+    retriever_url: RetrieverUrlOption = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Run directory for predictions.jsonl and metrics.json (default: runs/eval/PIPELINE).",
-            show_default=False,
+        unshown(
+            "--out", "-o", help="Run directory for predictions.jsonl and metrics.json (default: runs/eval/PIPELINE)."
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -111,19 +97,14 @@ def _parse_ks(text: str) -> list[int]:
 
 @app.command("retrieval")
 def eval_retrieval(
-    benchmark: Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")],
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index", help="Index directory (default: retrieval.index_dir).", show_default=False),
-    ] = None,
+    benchmark: BenchmarkOption,
+    index_dir: IndexOption = None,
     ks: Annotated[str, typer.Option("--k", help="Cut-offs for recall, comma-separated.")] = "1,5,10",
-    split: Annotated[str, typer.Option("--split", help="Question split: test or train.")] = "test",
+    split: SplitOption = "test",
     scopes: Annotated[
         str, typer.Option("--scopes", help="mono (own language), all (every language), or both.")
     ] = "mono,all",
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the metrics as JSON here.", show_default=False)
-    ] = None,
+    out: Annotated[Path | None, unshown("--out", "-o", help="Write the metrics as JSON here.")] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:

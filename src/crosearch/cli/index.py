@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unshown
 
 
 def index(
@@ -15,10 +15,7 @@ def index(
         Path,
         typer.Option("--collection", help="A collection JSONL (id, lang, title, text, ...) or a benchmark directory."),
     ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Index directory (default: retrieval.index_dir).", show_default=False),
-    ] = None,
+    out: Annotated[Path | None, unshown("--out", "-o", help="Index directory (default: retrieval.index_dir).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,

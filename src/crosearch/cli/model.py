@@ -11,19 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unshown
 
 app = typer.Typer(help="Policy models: inspect what loads, pre-build the bundled model cache.", no_args_is_help=True)
 console = Console()
 
 ModelOption = Annotated[
     str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="'bundled', 'tiny', a Hugging Face id or a local directory (overrides model.name).",
-        show_default=False,
-    ),
+    unshown("--model", "-m", help="'bundled', 'tiny', a Hugging Face id or a local directory (overrides model.name)."),
 ]
 
 
@@ -86,11 +81,7 @@ def convert(
     overrides: SetOption = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--cache-dir",
-            help="Cache root (overrides model.cache_dir, $CROSEARCH_CACHE and the user cache dir).",
-            show_default=False,
-        ),
+        unshown("--cache-dir", help="Cache root (overrides model.cache_dir, $CROSEARCH_CACHE and the user cache dir)."),
     ] = None,
 ) -> None:
     """De-quantise the bundled Gemma 3 270M once and cache it as safetensors (later loads take seconds)."""

@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from crosearch.config import Config, load_config
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML recipe (see configs/).", show_default=False)
-]
+
+def unshown(*names: str, help: str) -> Any:
+    """An option whose default is not shown in --help: it is None (the recipe's value) or computed."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
+ConfigOption = Annotated[Path | None, unshown("--config", "-c", help="YAML recipe (see configs/).")]
 SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config value: section.key=value (repeatable).", show_default=False),
+    list[str] | None, unshown("--set", "-s", help="Override a config value: section.key=value (repeatable).")
 ]
+ModelOption = Annotated[
+    str | None, unshown("--model", "-m", help="bundled, tiny, or a HF model path/id (default: model.name).")
+]
+AdapterOption = Annotated[
+    Path | None, unshown("--adapter", help="A PEFT adapter directory (warm start or GRPO checkpoint).")
+]
+IndexOption = Annotated[Path | None, unshown("--index", help="Index directory (default: retrieval.index_dir).")]
+RetrieverUrlOption = Annotated[
+    str | None,
+    unshown(
+        "--retriever-url",
+        help="A running `crosearch serve` (or Search-R1 server, with "
+        "--set retrieval.url_protocol=search-r1) instead of a local index.",
+    ),
+]
+BenchmarkOption = Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")]
+SplitOption = Annotated[str, typer.Option("--split", help="Question split: test or train.")]
 
 
 def resolve_config(config: Path | None, overrides: list[str] | None) -> Config:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from crosearch.cli.options import unshown
 from crosearch.errors import CrosearchError
 
 
@@ -22,10 +23,8 @@ def report(
     ] = "em,f1,char3,lang_match,searches",
     baseline: Annotated[
         Path | None,
-        typer.Option(
-            "--baseline",
-            help="Run to compare every other run with: paired bootstrap differences on shared questions.",
-            show_default=False,
+        unshown(
+            "--baseline", help="Run to compare every other run with: paired bootstrap differences on shared questions."
         ),
     ] = None,
     resamples: Annotated[
@@ -42,32 +41,16 @@ def report(
         str, typer.Option("--format", "-f", help="markdown, json, or table (rich, for the terminal).")
     ] = "markdown",
     out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Also write the report here (JSON with --format json, else markdown).",
-            show_default=False,
-        ),
+        Path | None, unshown("--out", "-o", help="Also write the report here (JSON with --format json, else markdown).")
     ] = None,
     html_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--html",
-            help="Write a self-contained page (tables, plots, trajectory browser) to DIR/index.html.",
-            show_default=False,
-        ),
+        unshown("--html", help="Write a self-contained page (tables, plots, trajectory browser) to DIR/index.html."),
     ] = None,
-    plots_dir: Annotated[
-        Path | None, typer.Option("--plots", help="Write the figures (PNG) into this directory.", show_default=False)
-    ] = None,
+    plots_dir: Annotated[Path | None, unshown("--plots", help="Write the figures (PNG) into this directory.")] = None,
     training: Annotated[
         list[Path] | None,
-        typer.Option(
-            "--training",
-            help="A warm-start or GRPO run directory whose curve joins the plots (repeatable).",
-            show_default=False,
-        ),
+        unshown("--training", help="A warm-start or GRPO run directory whose curve joins the plots (repeatable)."),
     ] = None,
 ) -> None:
     """Several runs side by side: one table per metric (languages as rows, runs as columns) with 95% intervals."""

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import typer
 from rich.console import Console
 
-from crosearch.cli.options import ConfigOption, SetOption, resolve_config
+from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unshown
 from crosearch.errors import CrosearchError
 
 console = Console(stderr=True)
@@ -28,25 +27,14 @@ def _is_loopback(host: str) -> bool:
 
 def serve(
     index: Annotated[
-        Path | None,
-        typer.Option("--index", "-i", help="Index directory (default: retrieval.index_dir).", show_default=False),
+        Path | None, unshown("--index", "-i", help="Index directory (default: retrieval.index_dir).")
     ] = None,
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind (default 127.0.0.1: this machine only).", show_default=False)
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).", show_default=False)] = None,
-    max_topk: Annotated[
-        int | None, typer.Option("--max-topk", help="Largest topk a request may ask for.", show_default=False)
-    ] = None,
-    max_queries: Annotated[
-        int | None, typer.Option("--max-queries", help="Most queries per request.", show_default=False)
-    ] = None,
-    max_body_bytes: Annotated[
-        int | None, typer.Option("--max-body-bytes", help="Largest request body in bytes.", show_default=False)
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Server processes, each with its own copy of the index.", show_default=False)
-    ] = None,
+    host: Annotated[str | None, unshown(help="Address to bind (default 127.0.0.1: this machine only).")] = None,
+    port: Annotated[int | None, unshown(help="TCP port (default 8000).")] = None,
+    max_topk: Annotated[int | None, unshown("--max-topk", help="Largest topk a request may ask for.")] = None,
+    max_queries: Annotated[int | None, unshown("--max-queries", help="Most queries per request.")] = None,
+    max_body_bytes: Annotated[int | None, unshown("--max-body-bytes", help="Largest request body in bytes.")] = None,
+    workers: Annotated[int | None, unshown(help="Server processes, each with its own copy of the index.")] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:

@@ -42,6 +42,12 @@ def _check_lengths(texts: Sequence[str], src_langs: Sequence[str]) -> None:
         raise CrosearchError(f"translate: {len(texts)} texts but {len(src_langs)} source languages")
 
 
+def _untranslated(texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str) -> list[int]:
+    """Indices of the texts that need translating: blank ones and those already in ``tgt_lang`` stay as they are."""
+    _check_lengths(texts, src_langs)
+    return [i for i, (t, s) in enumerate(zip(texts, src_langs)) if t.strip() and s != tgt_lang]
+
+
 # --------------------------------------------------------------------------- output checks
 
 # A unit of 2-40 characters holding a letter, repeated three times in a row
@@ -194,11 +200,10 @@ class PolicyTranslator:
     ) -> list[str]:
         import torch
 
-        _check_lengths(texts, src_langs)
+        todo = _untranslated(texts, src_langs, tgt_lang)
         self.calls += 1
         cap = max_new_tokens or self.max_new_tokens
         out: list[str] = list(texts)
-        todo = [i for i, (t, s) in enumerate(zip(texts, src_langs)) if t.strip() and s != tgt_lang]
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
@@ -330,10 +335,9 @@ class Seq2SeqTranslator:
     ) -> list[str]:
         import torch
 
-        _check_lengths(texts, src_langs)
+        todo = _untranslated(texts, src_langs, tgt_lang)
         self.calls += 1
         out = list(texts)
-        todo = [i for i, (t, s) in enumerate(zip(texts, src_langs)) if t.strip() and s != tgt_lang]
         by_src: dict[str, list[int]] = {}
         for i in todo:
             by_src.setdefault(src_langs[i], []).append(i)
@@ -448,14 +452,11 @@ class CachedTranslator:
     def translate(
         self, texts: Sequence[str], src_langs: Sequence[str], tgt_lang: str, *, max_new_tokens: int | None = None
     ) -> list[str]:
-        _check_lengths(texts, src_langs)
         out = list(texts)
         pending: dict[str, list[int]] = {}
-        for i, (text, src) in enumerate(zip(texts, src_langs)):
-            if text.strip() and src != tgt_lang:
-                pending.setdefault(
-                    TranslationCache.key(self.backend_id, self.model_id, src, tgt_lang, text), []
-                ).append(i)
+        for i in _untranslated(texts, src_langs, tgt_lang):
+            key = TranslationCache.key(self.backend_id, self.model_id, src_langs[i], tgt_lang, texts[i])
+            pending.setdefault(key, []).append(i)
         if not pending:
             return out
         found = self.cache.get_many(list(pending)) if self.cache is not None else {}

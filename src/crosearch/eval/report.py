@@ -7,7 +7,7 @@ runs' ``predictions.jsonl``; its markdown, JSON and terminal views share the cel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,16 +237,18 @@ def build_report(
     )
 
 
-def estimate_cell(estimate: Any, percent: bool) -> str:
-    """``value [low, high]`` with the table's number format; the bare value without an interval."""
+def _interval_cell(estimate: Any, number: Callable[[float], str]) -> str:
+    """``value [low, high]`` in ``number``'s format; the bare value without an interval, ``-`` without a value."""
     if estimate is None or estimate.value is None:
         return "-"
     if estimate.low is None:
-        return format_value(estimate.value, percent)
-    return (
-        f"{format_value(estimate.value, percent)} [{format_value(estimate.low, percent)}, "
-        f"{format_value(estimate.high, percent)}]"
-    )
+        return number(estimate.value)
+    return f"{number(estimate.value)} [{number(estimate.low)}, {number(estimate.high)}]"
+
+
+def estimate_cell(estimate: Any, percent: bool) -> str:
+    """``value [low, high]`` with the table's number format; the bare value without an interval."""
+    return _interval_cell(estimate, lambda value: format_value(value, percent))
 
 
 def _signed(value: float, percent: bool) -> str:
@@ -255,14 +257,10 @@ def _signed(value: float, percent: bool) -> str:
 
 def difference_cell(diff: Any, percent: bool) -> str:
     """``+d [low, high] p>0 share`` (share of resamples in which the run beats the baseline)."""
-    if diff is None or diff.value is None:
-        return "-"
-    if diff.low is None:
-        return _signed(diff.value, percent)
-    return (
-        f"{_signed(diff.value, percent)} [{_signed(diff.low, percent)}, {_signed(diff.high, percent)}] "
-        f"p>0 {diff.above_zero:.2f}"
-    )
+    cell = _interval_cell(diff, lambda value: _signed(value, percent))
+    if diff is None or diff.value is None or diff.low is None:
+        return cell
+    return f"{cell} p>0 {diff.above_zero:.2f}"
 
 
 def _languages(report: Report) -> list[str]:

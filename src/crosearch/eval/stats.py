@@ -56,10 +56,7 @@ class RunIntervals:
     metrics: dict[str, dict[str, Estimate]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "metrics": {m: {k: asdict(e) for k, e in rows.items()} for m, rows in self.metrics.items()},
-        }
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -74,14 +71,7 @@ class PairedComparison:
     metrics: dict[str, dict[str, Difference]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "baseline": self.baseline,
-            "shared": self.shared,
-            "only_run": self.only_run,
-            "only_baseline": self.only_baseline,
-            "metrics": {m: {k: asdict(d) for k, d in rows.items()} for m, rows in self.metrics.items()},
-        }
+        return asdict(self)
 
 
 def question_terms(record: Mapping[str, Any], metric: str) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from crosearch.config import Config
@@ -41,13 +41,7 @@ class Trajectory:
     answer_in_evidence: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "qid": self.qid,
-            "lang": self.lang,
-            "input_ids": self.input_ids,
-            "labels": self.labels,
-            "answer_in_evidence": self.answer_in_evidence,
-        }
+        return asdict(self)
 
 
 def _contains(text: str, answers: Sequence[str]) -> bool:
