@@ -9,6 +9,7 @@ directory behind. Readers turn every decoding problem into a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import json
 import os
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from crosearch.errors import DataFormatError
+from crosearch.errors import CrosearchError, DataFormatError
 
 
 def _umask() -> int:
@@ -109,6 +110,36 @@ def atomic_dir(final: str | Path, *, staging: str | Path | None = None) -> Itera
         if staging is None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def pid_lock(path: str | Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) for the block; it records our pid.
+
+    A second holder is refused at once with a CrosearchError naming ``what`` and the holder's pid. The
+    lock is an advisory ``flock``, which the kernel drops when its holder exits however it dies, so a
+    lock file left by a killed process (its dead pid still inside) is simply taken over. The file itself
+    stays: removing it would let a process that opened it just before take a lock nobody else sees.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+            raise CrosearchError(
+                f"{what} is already running (pid {holder}, lock file {path}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -34,6 +34,7 @@ from crosearch.data.records import (
 )
 from crosearch.errors import DataFormatError
 from crosearch.io import read_json, read_jsonl, write_jsonl
+from crosearch.names import check_lang
 from crosearch.types import Passage, QAExample
 
 # <name>.<lang>.json[.gz]: "xquad.de.json.gz", "mydata.zh_cn.json". The language is a
@@ -310,6 +311,7 @@ def read_corpus(path: str | Path) -> list[Passage]:
     seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
         record = validate_record(CorpusRecord, obj, path, line=line)
+        check_lang(record.lang, path=path, line=line, record=record.id)
         if record.id in seen:
             raise DataFormatError(
                 path, f"duplicate passage id {record.id!r} (first on line {seen[record.id]})", line=line, field="id"
