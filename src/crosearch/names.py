@@ -55,7 +55,7 @@ def check_name(value: object, what: str) -> str:
 
 
 def path_under(root: str | Path, *parts: str) -> Path:
-    """``root / parts``, refused unless it resolves to a path strictly inside ``root`` (no ``..``, absolute or link escape)."""
+    """``root / parts``, refused unless it resolves strictly inside ``root`` (no ``..``, absolute or link escape)."""
     base = Path(root).resolve()
     target = base.joinpath(*parts).resolve()
     if target == base or base not in target.parents:
