@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -140,6 +141,47 @@ def pid_lock(path: str | Path, *, what: str) -> Iterator[None]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_files(directory: str | Path, *, skip: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """``{relative path: {size, sha256}}`` of every file under ``directory`` but those named in ``skip``."""
+    directory = Path(directory)
+    skipped = set(skip)
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        name = path.relative_to(directory).as_posix()
+        if path.is_file() and name not in skipped:
+            out[name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return out
+
+
+def check_files(root: str | Path, files: dict[str, Any], *, hashes: bool = False) -> list[str]:
+    """Problems of the files listed by :func:`describe_files` under ``root``: missing, other size, other content.
+
+    Sizes cost a ``stat`` per file (cheap enough for every start-up and catching truncation);
+    ``hashes`` reads everything.
+    """
+    problems = []
+    for name, info in files.items():
+        path = Path(root) / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{name}: missing")
+            continue
+        if size != info.get("size"):
+            problems.append(f"{name}: {size} bytes, the manifest says {info.get('size')} (truncated or modified)")
+        elif hashes and file_sha256(path) != info.get("sha256"):
+            problems.append(f"{name}: content differs from the manifest's SHA-256 (corrupted or modified)")
+    return problems
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -30,7 +30,6 @@ verify`` also checks the hashes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -41,7 +40,7 @@ from typing import Any
 
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError, DataFormatError
-from crosearch.io import atomic_dir, atomic_write_json, pid_lock, read_json
+from crosearch.io import atomic_dir, atomic_write_json, check_files, describe_files, file_sha256, pid_lock, read_json
 from crosearch.names import check_lang, path_under
 from crosearch.progress import Bars
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
@@ -127,40 +126,6 @@ class BuildReport:
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _describe_files(directory: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {size, sha256}}`` of the files under ``directory`` (its manifest aside)."""
-    out = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path != directory / MANIFEST:
-            out[path.relative_to(directory).as_posix()] = {"size": path.stat().st_size, "sha256": _file_hash(path)}
-    return out
-
-
-def check_files(root: Path, files: dict[str, Any], *, hashes: bool = False) -> list[str]:
-    """Problems of the files ``files`` lists under ``root``: missing, wrong size, or (``hashes``) wrong content."""
-    problems = []
-    for name, info in files.items():
-        path = root / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            problems.append(f"{name}: missing")
-            continue
-        if size != info.get("size"):
-            problems.append(f"{name}: {size} bytes, the manifest says {info.get('size')} (truncated or modified)")
-        elif hashes and _file_hash(path) != info.get("sha256"):
-            problems.append(f"{name}: content differs from the manifest's SHA-256 (corrupted or modified)")
-    return problems
 
 
 def _unit_complete(directory: Path, expected: dict[str, Any]) -> bool:
@@ -301,7 +266,7 @@ def _collect_files(staging: Path, groups: dict[str, list[Passage]], settings: In
             manifest_path = staging / kind / lang / MANIFEST
             for name, info in read_json(manifest_path)["files"].items():
                 files[f"{unit}/{name}"] = info
-            files[f"{unit}/{MANIFEST}"] = {"size": manifest_path.stat().st_size, "sha256": _file_hash(manifest_path)}
+            files[f"{unit}/{MANIFEST}"] = {"size": manifest_path.stat().st_size, "sha256": file_sha256(manifest_path)}
     return dict(sorted(files.items()))
 
 
@@ -365,7 +330,7 @@ def _build_units(
                                 passage_prefix=settings.dense_passage_prefix,
                             )
                         _build_dense_unit(tmp, group, settings, encoder, advance)
-                    atomic_write_json(tmp / MANIFEST, {**expected, "files": _describe_files(tmp)})
+                    atomic_write_json(tmp / MANIFEST, {**expected, "files": describe_files(tmp, skip=(MANIFEST,))})
                 report.built.append(name)
 
 
