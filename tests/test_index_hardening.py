@@ -230,6 +230,24 @@ def test_a_truncated_store_is_refused_at_start_up(tmp_path):
     assert verify_index(out) and "store/en/passages.jsonl" in verify_index(out)[0]
     result = runner.invoke(app, ["index", "verify", str(out)])
     assert result.exit_code == 1 and "truncated" in result.output
+    # Neither the server nor an evaluation starts on it: one clear line, no traceback.
+    from crosearch.config import DataConfig
+    from crosearch.data.benchmark import build_benchmark, write_benchmark
+
+    bench = write_benchmark(
+        build_benchmark(DataConfig(source=str(Path(__file__).parent / "data" / "parallel"))), tmp_path / "b"
+    )
+    evaluate = ["eval", "retrieval", "--benchmark", str(bench), "--index", str(out)]
+    for command in (["serve", "--index", str(out), "--port", "0"], evaluate):
+        proc = subprocess.run(
+            [sys.executable, "-m", "crosearch.cli", *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC, "COLUMNS": "400"},
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "the index is damaged (store/en/passages.jsonl" in proc.stderr
     (out / "bm25" / "de").joinpath("params.index.json").unlink()
     with pytest.raises(CrosearchError, match="bm25/de/params.index.json: missing"):
         LocalRetriever(out)

@@ -411,11 +411,19 @@ def verify_index(index_dir: str | Path, *, hashes: bool = True) -> list[str]:
     return check_files(index_dir, manifest["files"], hashes=hashes)
 
 
-def _check_sizes(index_dir: Path, manifest: dict[str, Any]) -> None:
+def open_index(index_dir: str | Path) -> dict[str, Any]:
+    """The manifest of an index fit to be opened: complete, of this format, every file at its recorded size.
+
+    Sizes only (a stat per file), so it runs at every start-up and a truncated or missing file is
+    refused there rather than failing a query later; :func:`verify_index` also reads the hashes.
+    """
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
     problems = check_files(index_dir, manifest["files"])
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise CrosearchError(f"{index_dir}: the index is damaged ({shown}); rebuild it with `crosearch index`")
+    return manifest
 
 
 # --------------------------------------------------------------------------- searching
@@ -441,9 +449,7 @@ class LocalRetriever:
         dense_device: str | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
-        self.manifest = read_manifest(self.index_dir)
-        # Sizes only (a stat per file): cheap enough for every start-up, and it catches truncation.
-        _check_sizes(self.index_dir, self.manifest)
+        self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
         missing = [m for m in wanted if m not in self.available_methods]
