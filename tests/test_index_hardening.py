@@ -185,8 +185,11 @@ def test_a_second_build_of_the_same_output_is_refused_naming_the_holder(tmp_path
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / ".idx.lock").write_text(dead.stdout)
+    # What a build killed while swapping in its result leaves: the old index moved aside.
+    (tmp_path / ".idx.tmp-old-x1" / "old").mkdir(parents=True)
     build_index(_passages(), tmp_path / "idx", progress=False)
     assert verify_index(tmp_path / "idx") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]
 
 
 def test_two_concurrent_builds_leave_one_clean_index(tmp_path):

@@ -40,7 +40,16 @@ from typing import Any
 
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError, DataFormatError
-from crosearch.io import atomic_dir, atomic_write_json, check_files, describe_files, file_sha256, pid_lock, read_json
+from crosearch.io import (
+    atomic_dir,
+    atomic_write_json,
+    check_files,
+    describe_files,
+    file_sha256,
+    pid_lock,
+    read_json,
+    remove_stale_temp_dirs,
+)
 from crosearch.names import check_lang, path_under
 from crosearch.progress import Bars
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
@@ -247,6 +256,7 @@ def build_index(
     out.parent.mkdir(parents=True, exist_ok=True)
     with pid_lock(_lock_path(out), what=f"a build of {out}"):
         check_replaceable(out)  # again under the lock: a build that held it may have just finished
+        remove_stale_temp_dirs(out)  # a killed build's moved-aside old index; safe only under the lock
         # The staging directory outlives a killed build: its finished units are what a rerun resumes from.
         with atomic_dir(out, staging=out.parent / f".{out.name}.partial") as staging:
             _build_units(groups, hashes, out, staging, settings, report, progress)
