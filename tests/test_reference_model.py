@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from crosearch.models import load_policy
@@ -56,3 +58,16 @@ def test_a_half_save_with_config_json_is_not_reused(tmp_path, tiny):
     assert not reference_model_intact(path, SOURCE)
     assert ensure_reference_model(tiny.model, tiny.tokenizer, path, SOURCE)
     assert reference_model_intact(path, SOURCE) and _weights(path).stat().st_size > 0
+
+
+def test_grpo_full_fine_tuning_with_kl_points_trl_at_the_saved_copy(tmp_path):
+    from crosearch.config import load_config
+    from crosearch.rl.train import _prepare_model
+
+    config = load_config(None, ["model.name=tiny", "train.beta=0.1", "train.lora.enabled=false"])
+    model, _, peft = _prepare_model(config, tmp_path)
+    path = tmp_path / "reference-model"
+    assert peft is None and model.config.name_or_path == str(path)
+    marker = json.loads((path / REFERENCE_MARKER).read_text())
+    assert marker["source"] == {"model": "tiny", "adapter": None, "adapter_mode": config.train.adapter_mode}
+    assert reference_model_intact(path, marker["source"])
