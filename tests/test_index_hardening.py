@@ -286,3 +286,17 @@ def test_an_index_of_the_first_format_asks_for_a_rebuild(tmp_path):
     # It is still recognised as an index, so the rebuild may replace it.
     build_index(_passages(), out, progress=False)
     assert verify_index(out) == []
+
+
+def test_a_manifest_cannot_point_outside_the_index(tmp_path):
+    out = tmp_path / "idx"
+    build_index(_passages(), out, progress=False)
+    manifest = read_manifest(out)
+    for name in ("../secret", "/etc/passwd"):
+        (out / "manifest.json").write_text(json.dumps({**manifest, "files": {name: {"size": 1, "sha256": ""}}}))
+        with pytest.raises(DataFormatError, match="field 'files': file .* lies outside the index"):
+            verify_index(out)
+    manifest["languages"]["../x"] = manifest["languages"].pop("de")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataFormatError, match="invalid language code '../x'"):
+        LocalRetriever(out)

@@ -403,6 +403,10 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
         raise CrosearchError(f"{index_dir}: the index manifest is malformed (no file list or languages)")
     for lang in manifest["languages"]:
         check_lang(lang, path=index_dir / MANIFEST, field=f"languages.{lang}")
+    for name in manifest["files"]:
+        # Checking a file reads it: only ever one inside the index.
+        if name.startswith("/") or ".." in name.split("/"):
+            raise DataFormatError(index_dir / MANIFEST, f"file {name!r} lies outside the index", field="files")
     if manifest.get("analyzer_version") != ANALYZER_VERSION:
         raise CrosearchError(
             f"{index_dir}: built with analyzer version {manifest.get('analyzer_version')}, "
