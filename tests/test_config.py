@@ -95,3 +95,37 @@ def test_grpo_options_moved_to_trl_args_are_named():
     assert "'train.warmup_ratio' is now set as 'train.trl_args.warmup_steps" in message
     config = load_config(None, ["train.trl_args.epsilon=0.3"])
     assert config.train.trl_args == {"epsilon": 0.3}
+
+
+def test_config_path_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory; --config takes a YAML file"):
+        load_config(tmp_path)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("data:\n  source: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(invalid continuation byte at byte 19\)"):
+        load_config(latin1)
+    # Through the command line: one line, no traceback.
+    from typer.testing import CliRunner
+
+    from crosearch.cli import app
+
+    for path in (tmp_path, latin1, tmp_path / "missing.yaml"):
+        result = CliRunner().invoke(app, ["data", "build", "--out", str(tmp_path / "o"), "-c", str(path)])
+        assert result.exit_code != 0 and isinstance(result.exception, ConfigError), result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_yaml_duplicate_keys_are_refused(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("data:\n  seed: 1\n  setting: gap\n  seed: 2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 4: duplicate key 'seed' \(first on line 2\)"):
+        load_config(dup)
+    dup.write_text("data:\n  seed: 1\ndata:\n  seed: 2\n")
+    with pytest.raises(ConfigError, match="line 3: duplicate key 'data'"):
+        load_config(dup)
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        parse_override("retrieval.x={a: 1, a: 2}")
+    # The same keys in different mappings are fine.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("data:\n  seed: 1\ntrain:\n  seed: 2\n")
+    assert load_config(ok).data.seed == 1

@@ -9,7 +9,9 @@ directory behind. Readers turn every decoding problem into a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from crosearch.errors import DataFormatError
+from crosearch.errors import CrosearchError, DataFormatError
 
 
 def _umask() -> int:
@@ -109,6 +111,77 @@ def atomic_dir(final: str | Path, *, staging: str | Path | None = None) -> Itera
         if staging is None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def pid_lock(path: str | Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) for the block; it records our pid.
+
+    A second holder is refused at once with a CrosearchError naming ``what`` and the holder's pid. The
+    lock is an advisory ``flock``, which the kernel drops when its holder exits however it dies, so a
+    lock file left by a killed process (its dead pid still inside) is simply taken over. The file itself
+    stays: removing it would let a process that opened it just before take a lock nobody else sees.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+            raise CrosearchError(
+                f"{what} is already running (pid {holder}, lock file {path}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_files(directory: str | Path, *, skip: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """``{relative path: {size, sha256}}`` of every file under ``directory`` but those named in ``skip``."""
+    directory = Path(directory)
+    skipped = set(skip)
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        name = path.relative_to(directory).as_posix()
+        if path.is_file() and name not in skipped:
+            out[name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return out
+
+
+def check_files(root: str | Path, files: dict[str, Any], *, hashes: bool = False) -> list[str]:
+    """Problems of the files listed by :func:`describe_files` under ``root``: missing, other size, other content.
+
+    Sizes cost a ``stat`` per file (cheap enough for every start-up and catching truncation);
+    ``hashes`` reads everything.
+    """
+    problems = []
+    for name, info in files.items():
+        path = Path(root) / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{name}: missing")
+            continue
+        if size != info.get("size"):
+            problems.append(f"{name}: {size} bytes, the manifest says {info.get('size')} (truncated or modified)")
+        elif hashes and file_sha256(path) != info.get("sha256"):
+            problems.append(f"{name}: content differs from the manifest's SHA-256 (corrupted or modified)")
+    return problems
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

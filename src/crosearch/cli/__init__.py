@@ -44,7 +44,7 @@ def _root(
 
 app.add_typer(data.app, name="data")
 app.command("serve")(serve.serve)
-app.command("index")(index.index)
+app.add_typer(index.app, name="index")
 app.add_typer(eval.app, name="eval")
 app.add_typer(crosslingual.app, name="crosslingual")
 app.command("ask")(ask.ask)

@@ -11,7 +11,6 @@ from typing import Annotated
 from rich.console import Console
 
 from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unshown
-from crosearch.errors import CrosearchError
 
 console = Console(stderr=True)
 
@@ -56,8 +55,9 @@ def serve(
     cfg = resolve_config(config, extra)
     # Serving a remote server again would only add a hop; serve the local index.
     cfg.retrieval.url = None
-    if not Path(cfg.retrieval.index_dir).is_dir():
-        raise CrosearchError(f"index directory not found: {cfg.retrieval.index_dir} (build one with `crosearch index`)")
+    from crosearch.retrieval.local import open_index
+
+    open_index(cfg.retrieval.index_dir)  # a missing or damaged index is refused before any worker starts
     settings = cfg.server
     if not _is_loopback(settings.host):
         console.print(

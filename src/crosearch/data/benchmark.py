@@ -262,6 +262,8 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
                     )
                 )
 
+    _check_not_empty(collection, train, test, f"{name} ({', '.join(langs)})")
+
     def per_lang(items: Iterable[Any]) -> dict[str, int]:
         counts = dict.fromkeys(langs, 0)
         for item in items:
@@ -300,11 +302,42 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     return Benchmark(collection=collection, train=train, test=test, meta=meta)
 
 
+def _check_not_empty(collection: list[Passage], train: list[QAExample], test: list[QAExample], source: str) -> None:
+    """A benchmark without passages or without questions would only fail later, less clearly."""
+    if not collection:
+        raise CrosearchError(f"{source}: the benchmark would hold no passages (every context is empty or filtered)")
+    if not train and not test:
+        raise CrosearchError(f"{source}: the benchmark would hold no questions (none has an answer)")
+
+
+def _is_previous_build(out: Path) -> bool:
+    """Whether ``out`` holds a benchmark (complete, or interrupted before ``meta.json``) and so may be rewritten."""
+    try:
+        meta = read_json(out / "meta.json")
+    except DataFormatError:
+        meta = None
+    if isinstance(meta, dict) and meta.get("format") == BENCHMARK_FORMAT:
+        return True
+    # An interrupted build removed meta.json first: only our files (and atomic writes' temporaries) remain.
+    return all(
+        entry.name in FILES or any(entry.name.startswith(f".{name}.") for name in FILES) for entry in out.iterdir()
+    )
+
+
 def write_benchmark(bench: Benchmark, out_dir: str | Path) -> Path:
-    """Write a benchmark directory; ``meta.json`` goes last, so a directory with it is complete."""
+    """Write a benchmark directory; ``meta.json`` goes last, so a directory with it is complete.
+
+    ``out_dir`` must be absent, empty or a previous build: other files beside a benchmark would be
+    mistaken for part of it, and a mistyped ``--out`` must not write into an unrelated directory.
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CrosearchError(f"output path exists and is not a directory: {out}")
+    if out.is_dir() and any(out.iterdir()) and not _is_previous_build(out):
+        raise CrosearchError(
+            f"{out} is a non-empty directory that is not a previous benchmark build; "
+            "refusing to write into it (choose an empty or new --out)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)
     write_corpus(out / "collection.jsonl", bench.collection)
@@ -349,6 +382,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
         test=read_qa(root / "test.jsonl"),
         meta=meta,
     )
+    _check_not_empty(bench.collection, bench.train, bench.test, str(root))
     counts = meta.get("counts", {})
     for name, records in (("passages", bench.collection), ("train", bench.train), ("test", bench.test)):
         expected = counts.get(name)

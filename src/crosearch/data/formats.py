@@ -16,6 +16,7 @@ Formats:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,13 +29,17 @@ from crosearch.data.records import (
     CorpusRecord,
     MkqaRecord,
     QARecord,
+    SquadAnswerRecord,
     SquadRecord,
     XorTydiRecord,
     validate_record,
 )
 from crosearch.errors import DataFormatError
 from crosearch.io import read_json, read_jsonl, write_jsonl
+from crosearch.names import check_lang
 from crosearch.types import Passage, QAExample
+
+log = logging.getLogger(__name__)
 
 # <name>.<lang>.json[.gz]: "xquad.de.json.gz", "mydata.zh_cn.json". The language is a
 # 2-3 letter code with an optional region/script suffix (zh_cn, pt-BR, sr-Latn).
@@ -101,6 +106,21 @@ def dedup(items: Iterable[str]) -> list[str]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def _check_unique(path: Path, seen: dict[str, int], value: str, line: int, field: str, *, what: str = "id") -> None:
+    """Record ``value`` as seen on ``line``; a repeat is an error naming both lines."""
+    if value in seen:
+        raise DataFormatError(path, f"duplicate {what} {value!r} (first on line {seen[value]})", line=line, field=field)
+    seen[value] = line
+
+
+def _nonblank(path: Path, text: str, line: int, field: str, what: str, record: str | None = None) -> str:
+    """``text`` stripped; an error naming the field if nothing is left."""
+    stripped = text.strip()
+    if not stripped:
+        raise DataFormatError(path, f"empty {what}", line=line, record=record, field=field)
+    return stripped
 
 
 # --------------------------------------------------------------------------- SQuAD family
@@ -170,18 +190,64 @@ def load_squad(path: str | Path, lang: str | None = None, *, name: str | None = 
     if not isinstance(raw, dict):
         raise DataFormatError(path, f"expected a JSON object with a 'data' list, got {type(raw).__name__}")
     squad = validate_record(SquadRecord, raw, path, levels=SQUAD_LEVELS)
-    for art in squad.data:
+    if not squad.data:
+        raise DataFormatError(path, "the file holds no articles (an empty 'data' list)", field="data")
+    seen: dict[str, str] = {}
+    repaired: list[str] = []
+    for ai, art in enumerate(squad.data):
         article = SquadArticle(title=clean_text(art.title or "").replace("_", " "), paragraphs=[])
-        for par in art.paragraphs:
-            questions = [
-                SquadQuestion(
-                    id=qa.id, question=clean_text(qa.question), answers=dedup(clean_text(a.text) for a in qa.answers)
+        for pi, par in enumerate(art.paragraphs):
+            where = f"data[{ai}].paragraphs[{pi}]"
+            context = clean_text(par.context)
+            if not context:
+                raise DataFormatError(path, "empty context", record=where, field="context")
+            questions = []
+            for qi, qa in enumerate(par.qas):
+                record = f"{where}.qas[{qi}]"
+                if qa.id in seen:
+                    raise DataFormatError(
+                        path, f"duplicate question id {qa.id!r} (first at {seen[qa.id]})", record=record, field="id"
+                    )
+                seen[qa.id] = record
+                question = clean_text(qa.question)
+                if not question:
+                    raise DataFormatError(path, "empty question", record=record, field="question")
+                for k, answer in enumerate(qa.answers):
+                    if _answer_offset_wrong(path, par.context, answer, record, k):
+                        repaired.append(f"{record}.answers[{k}]")
+                questions.append(
+                    SquadQuestion(id=qa.id, question=question, answers=dedup(clean_text(a.text) for a in qa.answers))
                 )
-                for qa in par.qas
-            ]
-            article.paragraphs.append(SquadParagraph(context=clean_text(par.context), questions=questions))
+            article.paragraphs.append(SquadParagraph(context=context, questions=questions))
         result.articles.append(article)
+    if repaired:
+        log.warning(
+            "%s: %d answer(s) whose answer_start does not point at their text, which occurs elsewhere in the "
+            "context; the offset is ignored (crosearch matches answers by text). First: %s",
+            path,
+            len(repaired),
+            ", ".join(repaired[:3]),
+        )
     return result
+
+
+def _answer_offset_wrong(path: Path, context: str, answer: SquadAnswerRecord, record: str, k: int) -> bool:
+    """Whether ``answer_start`` misses a text found elsewhere in ``context`` (repairable); raise if not repairable.
+
+    An offset outside the context, or an answer whose text is nowhere in the context, is an
+    error: the record is not what it claims. A text at another offset is a common slip of
+    hand-made or translated files; the answer stays valid since only its text is used.
+    """
+    start = answer.answer_start
+    if start is None or context[start : start + len(answer.text)] == answer.text:
+        return False
+    if start < 0 or start >= len(context):
+        message = f"answer_start {start} is outside the context ({len(context)} characters)"
+        raise DataFormatError(path, message, record=record, field=f"answers[{k}].answer_start")
+    if answer.text not in context:
+        message = f"answer text {answer.text!r} does not occur in the context (answer_start {start})"
+        raise DataFormatError(path, message, record=record, field=f"answers[{k}].text")
+    return True
 
 
 def squad_ids(num_articles: int, max_paragraphs: int) -> tuple[int, int]:
@@ -262,11 +328,14 @@ def load_mkqa(
     path = Path(path)
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out: list[QAExample] = []
+    seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
         record = validate_record(MkqaRecord, obj, path, line=line)
+        _check_unique(path, seen, record.example_id, line, "example_id")
         for lang in sorted(record.queries):
             if wanted is not None and lang.lower() not in wanted:
                 continue
+            check_lang(lang, path=path, line=line, field=f"queries.{lang}")
             texts: list[str] = []
             for entry in record.answers.get(lang, []):
                 if entry.text is not None:
@@ -274,11 +343,12 @@ def load_mkqa(
             final = dedup(texts)
             if not final and not keep_unanswerable:
                 continue
+            question = _nonblank(path, record.queries[lang], line, f"queries.{lang}", "question")
             out.append(
                 QAExample(
                     id=f"{record.example_id}/{lang}",
                     lang=lang,
-                    question=record.queries[lang].strip(),
+                    question=question,
                     answers=final,
                     group=record.example_id,
                 )
@@ -291,12 +361,15 @@ def load_xor_tydi(path: str | Path, languages: Iterable[str] | None = None) -> l
     path = Path(path)
     wanted = None if languages is None else {lang.lower() for lang in languages}
     out = []
+    seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
         record = validate_record(XorTydiRecord, obj, path, line=line)
-        lang = record.lang.lower()
+        _check_unique(path, seen, record.id, line, "id")
+        lang = check_lang(record.lang, path=path, line=line, record=record.id).lower()
         if wanted is not None and lang not in wanted:
             continue
-        out.append(QAExample(id=record.id, lang=lang, question=record.question.strip(), answers=dedup(record.answers)))
+        question = _nonblank(path, record.question, line, "question", "question", record.id)
+        out.append(QAExample(id=record.id, lang=lang, question=question, answers=dedup(record.answers)))
     return out
 
 
@@ -310,11 +383,9 @@ def read_corpus(path: str | Path) -> list[Passage]:
     seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
         record = validate_record(CorpusRecord, obj, path, line=line)
-        if record.id in seen:
-            raise DataFormatError(
-                path, f"duplicate passage id {record.id!r} (first on line {seen[record.id]})", line=line, field="id"
-            )
-        seen[record.id] = line
+        check_lang(record.lang, path=path, line=line, record=record.id)
+        _check_unique(path, seen, record.id, line, "id", what="passage id")
+        _nonblank(path, record.text, line, "text", "passage text", record.id)
         out.append(
             Passage(
                 id=record.id,
@@ -332,8 +403,12 @@ def read_qa(path: str | Path) -> list[QAExample]:
     """Read a QA JSONL (``id``, ``lang``, ``question``, ``answers`` and the optional QAExample fields)."""
     path = Path(path)
     out = []
+    seen: dict[str, int] = {}
     for line, obj in read_jsonl(path):
         record = validate_record(QARecord, obj, path, line=line)
+        _check_unique(path, seen, record.id, line, "id", what="question id")
+        check_lang(record.lang, path=path, line=line, record=record.id)
+        _nonblank(path, record.question, line, "question", "question", record.id)
         out.append(
             QAExample(
                 id=record.id,

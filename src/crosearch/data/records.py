@@ -40,6 +40,7 @@ class _Record(BaseModel):
 
 class SquadAnswerRecord(_Record):
     text: str
+    answer_start: int | None = None  # character offset of ``text`` in the context (checked, see load_squad)
 
 
 class SquadQARecord(_Record):

@@ -1,4 +1,4 @@
-"""Building an index directory, and searching it locally (:class:`LocalRetriever`).
+"""Building an index directory, verifying it, and searching it locally (:class:`LocalRetriever`).
 
 Layout of an index directory::
 
@@ -15,6 +15,17 @@ target. A killed build therefore leaves the previous index (or nothing) in
 place, and rerunning resumes: units whose manifest matches the passages and
 settings (in the staging directory or in the previous index) are kept, only
 the missing ones are built.
+
+The top-level manifest carries a format marker (``"format": "crosearch-index"``)
+and the size and SHA-256 of every file of the index. A build replaces a
+directory only when that manifest says it is an index and the directory holds
+nothing the manifest does not list, so neither a stray ``manifest.json`` nor a
+user's file inside an index is ever deleted. Builds of one target take a lock
+file ``.<name>.lock`` beside it (the holder's pid inside; an advisory lock the
+kernel drops when the holder dies, so a stale lock is simply taken over).
+Opening an index checks every file's size (a truncated or missing file is
+refused at start-up, not met as an error at query time); ``crosearch index
+verify`` also checks the hashes.
 """
 
 from __future__ import annotations
@@ -29,7 +40,17 @@ from typing import Any
 
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError, DataFormatError
-from crosearch.io import atomic_dir, atomic_write_json, read_json
+from crosearch.io import (
+    atomic_dir,
+    atomic_write_json,
+    check_files,
+    describe_files,
+    file_sha256,
+    pid_lock,
+    read_json,
+    remove_stale_temp_dirs,
+)
+from crosearch.names import check_lang, path_under
 from crosearch.progress import Bars
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
@@ -38,7 +59,9 @@ from crosearch.retrieval.store import LanguageStore, group_by_language, passages
 from crosearch.types import Hit, Passage, SearchQuery
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+INDEX_FORMAT = "crosearch-index"
+FORMAT_VERSION = 2
+KINDS = ("store", "bm25", "dense")
 METHOD_ORDER = ("bm25", "dense")
 
 
@@ -116,9 +139,13 @@ class BuildReport:
 
 def _unit_complete(directory: Path, expected: dict[str, Any]) -> bool:
     try:
-        return read_json(directory / MANIFEST) == expected
+        manifest = read_json(directory / MANIFEST)
     except DataFormatError:  # missing or torn: the unit is built again
         return False
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return False
+    described = {key: value for key, value in manifest.items() if key != "files"}
+    return described == expected and not check_files(directory, manifest["files"])
 
 
 def _link_copy(src: Path, dst: Path) -> None:
@@ -159,6 +186,57 @@ def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexS
     advance(len(passages))
 
 
+def _lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+def _is_index_manifest(manifest: Any) -> bool:
+    """Whether a parsed ``manifest.json`` is one a crosearch build wrote (this format or the first one)."""
+    if not isinstance(manifest, dict):
+        return False
+    if manifest.get("format") == INDEX_FORMAT:
+        return isinstance(manifest.get("files"), dict)
+    # Format 1 had no marker; its shape identifies it.
+    return manifest.get("format") == 1 and isinstance(manifest.get("languages"), dict) and "methods" in manifest
+
+
+def _foreign_entries(out: Path, manifest: dict[str, Any]) -> list[str]:
+    """Paths under an index directory that its manifest does not account for (a user's files)."""
+    if manifest.get("format") != INDEX_FORMAT:
+        # Format 1 listed no files: its own entries are the manifest and the kind directories.
+        return sorted(entry.name for entry in out.iterdir() if entry.name not in {MANIFEST, *KINDS})
+    owned = set(manifest["files"]) | {MANIFEST}
+    return sorted(
+        path.relative_to(out).as_posix()
+        for path in out.rglob("*")
+        if not path.is_dir() and path.relative_to(out).as_posix() not in owned
+    )
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to build over ``out`` unless it is absent, empty, or an index holding only its own files."""
+    if out.exists() and not out.is_dir():
+        raise CrosearchError(f"{out} exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        manifest = read_json(out / MANIFEST)
+    except DataFormatError:
+        manifest = None
+    if not _is_index_manifest(manifest):
+        raise CrosearchError(
+            f"{out} is a non-empty directory without a crosearch index manifest; refusing to replace it "
+            "(choose an empty or new --out)"
+        )
+    foreign = _foreign_entries(out, manifest)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CrosearchError(
+            f"{out} is an index but also holds files the index does not own ({shown}); "
+            "refusing to replace it: move them out of the index directory first"
+        )
+
+
 def build_index(
     passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None, *, progress: bool = True
 ) -> BuildReport:
@@ -166,21 +244,40 @@ def build_index(
     settings = settings or IndexSettings()
     started = time.perf_counter()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CrosearchError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise CrosearchError(f"{out} is a non-empty directory without an index manifest; refusing to replace it")
     groups = group_by_language(passages)
     if not groups:
         raise CrosearchError("the collection holds no passages")
+    for lang, group in groups.items():
+        # Each language names a directory of the index; checked before anything is touched.
+        check_lang(lang, field=f"lang of passage {group[0].id!r}")
+    check_replaceable(out)
     hashes = {lang: passages_hash(ps) for lang, ps in groups.items()}
     report = BuildReport(str(out), {lang: len(ps) for lang, ps in groups.items()})
-    # The staging directory outlives a killed build: its finished units are what a rerun resumes from.
-    with atomic_dir(out, staging=out.parent / f".{out.name}.partial") as staging:
-        _build_units(groups, hashes, out, staging, settings, report, progress)
-        atomic_write_json(staging / MANIFEST, _manifest(groups, hashes, settings))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pid_lock(_lock_path(out), what=f"a build of {out}"):
+        check_replaceable(out)  # again under the lock: a build that held it may have just finished
+        remove_stale_temp_dirs(out)  # a killed build's moved-aside old index; safe only under the lock
+        # The staging directory outlives a killed build: its finished units are what a rerun resumes from.
+        with atomic_dir(out, staging=out.parent / f".{out.name}.partial") as staging:
+            _build_units(groups, hashes, out, staging, settings, report, progress)
+            manifest = _manifest(groups, hashes, settings)
+            manifest["files"] = _collect_files(staging, groups, settings)
+            atomic_write_json(staging / MANIFEST, manifest)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _collect_files(staging: Path, groups: dict[str, list[Passage]], settings: IndexSettings) -> dict[str, Any]:
+    """Every file of the finished index with its size and hash, read from the unit manifests (hashed once, at build)."""
+    files: dict[str, Any] = {}
+    for lang in groups:
+        for kind in ("store", *settings.methods):
+            unit = f"{kind}/{lang}"
+            manifest_path = staging / kind / lang / MANIFEST
+            for name, info in read_json(manifest_path)["files"].items():
+                files[f"{unit}/{name}"] = info
+            files[f"{unit}/{MANIFEST}"] = {"size": manifest_path.stat().st_size, "sha256": file_sha256(manifest_path)}
+    return dict(sorted(files.items()))
 
 
 def _build_units(
@@ -212,7 +309,7 @@ def _build_units(
                     "hash": hashes[lang],
                     "settings": settings.unit_settings(kind),
                 }
-                target = staging / kind / lang
+                target = path_under(staging, kind, lang)
                 name = f"{kind}/{lang}"
                 if _unit_complete(target, expected):
                     report.reused.append(name)
@@ -220,7 +317,7 @@ def _build_units(
                 if target.exists():
                     shutil.rmtree(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                previous = out / kind / lang
+                previous = path_under(out, kind, lang)
                 if (out / MANIFEST).exists() and _unit_complete(previous, expected):
                     _link_copy(previous, target)
                     report.reused.append(name)
@@ -243,13 +340,14 @@ def _build_units(
                                 passage_prefix=settings.dense_passage_prefix,
                             )
                         _build_dense_unit(tmp, group, settings, encoder, advance)
-                    atomic_write_json(tmp / MANIFEST, expected)
+                    atomic_write_json(tmp / MANIFEST, {**expected, "files": describe_files(tmp, skip=(MANIFEST,))})
                 report.built.append(name)
 
 
 def _manifest(groups: dict[str, list[Passage]], hashes: dict[str, str], settings: IndexSettings) -> dict[str, Any]:
     return {
-        "format": FORMAT_VERSION,
+        "format": INDEX_FORMAT,
+        "version": FORMAT_VERSION,
         "analyzer_version": ANALYZER_VERSION,
         "collection_hash": passages_hash(p for ps in groups.values() for p in ps),
         "languages": {
@@ -289,16 +387,56 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
         if index_dir.name.endswith(".partial"):
             hint = "; this is an interrupted build: rerun `crosearch index` with the same --out to resume it"
         raise CrosearchError(f"{index_dir}: not a complete index (no readable {MANIFEST}){hint}")
-    if manifest.get("format") != FORMAT_VERSION:
+    if manifest.get("format") == 1:
         raise CrosearchError(
-            f"{index_dir}: index format {manifest.get('format')} is not supported "
+            f"{index_dir}: index format 1 (no file checksums) is no longer supported; "
+            "rebuild it with `crosearch index` (same --out)"
+        )
+    if manifest.get("format") != INDEX_FORMAT:
+        raise CrosearchError(f"{index_dir}: {MANIFEST} is not a crosearch index manifest (no format marker)")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise CrosearchError(
+            f"{index_dir}: index format version {manifest.get('version')!r} is not supported "
             f"(expected {FORMAT_VERSION}); rebuild it with `crosearch index`"
         )
+    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("languages"), dict):
+        raise CrosearchError(f"{index_dir}: the index manifest is malformed (no file list or languages)")
+    for lang in manifest["languages"]:
+        check_lang(lang, path=index_dir / MANIFEST, field=f"languages.{lang}")
+    for name in manifest["files"]:
+        # Checking a file reads it: only ever one inside the index.
+        if name.startswith("/") or ".." in name.split("/"):
+            raise DataFormatError(index_dir / MANIFEST, f"file {name!r} lies outside the index", field="files")
     if manifest.get("analyzer_version") != ANALYZER_VERSION:
         raise CrosearchError(
             f"{index_dir}: built with analyzer version {manifest.get('analyzer_version')}, "
             f"this crosearch uses {ANALYZER_VERSION}; rebuild it with `crosearch index`"
         )
+    return manifest
+
+
+def verify_index(index_dir: str | Path, *, hashes: bool = True) -> list[str]:
+    """Problems of an index directory: every file the manifest lists is checked for size and (``hashes``) content.
+
+    An empty list means the index is intact. A missing or unreadable manifest raises, as when loading.
+    """
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    return check_files(index_dir, manifest["files"], hashes=hashes)
+
+
+def open_index(index_dir: str | Path) -> dict[str, Any]:
+    """The manifest of an index fit to be opened: complete, of this format, every file at its recorded size.
+
+    Sizes only (a stat per file), so it runs at every start-up and a truncated or missing file is
+    refused there rather than failing a query later; :func:`verify_index` also reads the hashes.
+    """
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    problems = check_files(index_dir, manifest["files"])
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise CrosearchError(f"{index_dir}: the index is damaged ({shown}); rebuild it with `crosearch index`")
     return manifest
 
 
@@ -325,7 +463,7 @@ class LocalRetriever:
         dense_device: str | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
-        self.manifest = read_manifest(self.index_dir)
+        self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
         missing = [m for m in wanted if m not in self.available_methods]

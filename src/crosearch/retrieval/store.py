@@ -46,10 +46,7 @@ def read_collection(path: str | Path) -> list[Passage]:
     from crosearch.data.formats import read_corpus
 
     file = resolve_collection_path(path)
-    passages = read_corpus(file)
-    for p in passages:
-        if not p.lang.strip():
-            raise DataFormatError(file, "empty language code", record=p.id, field="lang")
+    passages = read_corpus(file)  # checks each language code (it names a directory of the index)
     if not passages:
         raise DataFormatError(file, "the collection holds no passages")
     return passages

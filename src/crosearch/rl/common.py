@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 
 from crosearch.config import Config, LoraSection
-from crosearch.errors import ConfigError, CrosearchError
-from crosearch.io import atomic_dir
+from crosearch.errors import ConfigError, CrosearchError, DataFormatError
+from crosearch.io import atomic_dir, atomic_write_json, check_files, describe_files, pid_lock, read_json
 from crosearch.types import QAExample
 
 console = Console(stderr=True)
@@ -115,3 +115,35 @@ def save_atomically(model: Any, tokenizer: Any, final: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "crosearch-complete.json").write_text(json.dumps({"time": time.time()}) + "\n")
+
+
+REFERENCE_MARKER = "crosearch-reference.json"
+
+
+def reference_model_intact(path: Path, source: dict[str, Any]) -> bool:
+    """Whether ``path`` is a finished reference model saved from ``source`` with every file at its recorded size."""
+    try:
+        marker = read_json(path / REFERENCE_MARKER)
+    except DataFormatError:
+        return False
+    if not isinstance(marker, dict) or marker.get("source") != source or not isinstance(marker.get("files"), dict):
+        return False
+    return "config.json" in marker["files"] and not check_files(path, marker["files"])
+
+
+def ensure_reference_model(model: Any, tokenizer: Any, path: Path, source: dict[str, Any]) -> bool:
+    """Save the frozen copy TRL loads as the reference model (``beta > 0``, no LoRA); True when (re)written.
+
+    Reused only when its marker names the same ``source`` (model, adapter and its content) and
+    every file has the size recorded at save time: a save killed half-way, a truncated weights
+    file or a copy of another model is written again. The save goes to a temporary sibling,
+    renamed into place complete (files, then the marker listing them).
+    """
+    if reference_model_intact(path, source):
+        return False
+    with pid_lock(path.parent / f".{path.name}.lock", what=f"saving the reference model {path}"):
+        with atomic_dir(path) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / REFERENCE_MARKER, {"source": source, "files": describe_files(tmp)})
+    return True

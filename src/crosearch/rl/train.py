@@ -224,6 +224,16 @@ def _grpo_args(config: Config, out: Path, bf16: bool, use_cpu: bool) -> Any:
         ) from None
 
 
+def _adapter_identity(adapter: str | None) -> dict[str, Any] | None:
+    """Where an adapter is and what its files hold, so a retrained adapter at the same path is told apart."""
+    if not adapter:
+        return None
+    from crosearch.io import describe_files
+
+    files = describe_files(adapter)
+    return {"path": str(Path(adapter).resolve()), "files": {name: info["sha256"] for name, info in files.items()}}
+
+
 def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
     """The policy to train and the PEFT config TRL should apply (None when the model is already a PeftModel)."""
     from crosearch.models import load_policy
@@ -251,10 +261,11 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     if t.beta > 0 and peft is None and not hasattr(model, "peft_config"):
         # Without LoRA, TRL builds the reference model from the model's path: make it a real one.
+        from crosearch.rl.common import ensure_reference_model
+
         path = out / "reference-model"
-        if not (path / "config.json").exists():
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
+        source = {"model": config.model.name, "adapter": _adapter_identity(adapter), "adapter_mode": t.adapter_mode}
+        ensure_reference_model(model, tokenizer, path, source)
         model.config.name_or_path = str(path)
     return model, tokenizer, peft
 
