@@ -281,10 +281,12 @@ def test_raw_garbage_on_the_socket_does_not_kill_the_server(http, server):
     _health_ok(http, server)
 
 
-def test_missing_content_type_is_read_as_json(http, server):
+def test_missing_content_type_is_refused(http, server):
+    # A browser sends a cross-site POST without asking first only when it is not JSON-typed.
     response = http.post(f"{server}/retrieve", content=b'{"queries": ["Super Bowl 50"], "topk": 1}')
-    assert response.status_code == 200
-    assert response.json()["result"][0][0]["title"] == "Super Bowl 50"
+    assert response.status_code == 415
+    assert "application/json, got none" in response.json()["detail"]
+    _health_ok(http, server)
 
 
 # --------------------------------------------------------------------------- client errors

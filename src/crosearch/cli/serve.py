@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -15,15 +14,6 @@ from crosearch.cli.options import ConfigOption, SetOption, resolve_config
 from crosearch.errors import CrosearchError
 
 console = Console(stderr=True)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -44,6 +34,14 @@ def serve(
     max_body_bytes: Annotated[
         int | None, typer.Option("--max-body-bytes", help="Largest request body in bytes.", show_default=False)
     ] = None,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Host header value to answer (repeatable; '*' = any). Default: loopback names.",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Server processes, each with its own copy of the index.", show_default=False)
     ] = None,
@@ -60,6 +58,7 @@ def serve(
         ("max_queries", max_queries),
         ("max_body_bytes", max_body_bytes),
         ("workers", workers),
+        ("allowed_hosts", allowed_hosts),
     ):
         if value is not None:
             extra.append(f"server.{key}={json.dumps(value)}")
@@ -71,10 +70,13 @@ def serve(
     if not Path(cfg.retrieval.index_dir).is_dir():
         raise CrosearchError(f"index directory not found: {cfg.retrieval.index_dir} (build one with `crosearch index`)")
     settings = cfg.server
-    if not _is_loopback(settings.host):
+    from crosearch.retrieval.hosts import is_loopback
+
+    if not is_loopback(settings.host):
         console.print(
             f"[yellow]warning:[/] binding {settings.host}: anyone who can reach this machine can query "
-            "the index (the server has no authentication)"
+            "the index (the server has no authentication); requests are answered only for the Host names "
+            f"{', '.join(settings.allowed_hosts)} and the bound address (server.allowed_hosts / --allowed-host)"
         )
 
     import uvicorn
