@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.crosearch-installed
 
-.PHONY: quickstart test test-slow install clean
+.PHONY: quickstart test test-slow test-distributed install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 # Tests that load the real bundled model (a few minutes on 2 cores).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# DDP on two CPU processes and every GPU recipe for one step on CPU (minutes; CI runs them).
+test-distributed: $(STAMP)
+	$(BIN)/python -m pytest -q -m distributed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
