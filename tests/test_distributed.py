@@ -38,24 +38,36 @@ SMALL = {
 }
 
 
+#: Gemma's own turn format: the GPU recipes use the chat template, which the tiny model's tokenizer lacks.
+GEMMA_CHAT = (
+    "{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A benchmark (en+de XQuAD) and its BM25 index, built once for the module."""
-    from crosearch.config import DataConfig
+    """A benchmark (en+de XQuAD), its BM25 index, and the tiny model saved with a chat template; built once."""
+    from crosearch.config import DataConfig, ModelConfig
     from crosearch.data.benchmark import build_benchmark, write_benchmark
+    from crosearch.models import load_policy
     from crosearch.retrieval.local import IndexSettings, build_index
 
     root = tmp_path_factory.mktemp("distributed")
     bench = build_benchmark(DataConfig(languages=["en", "de"], passages="sentences"))
     write_benchmark(bench, root / "benchmark")
     build_index(bench.collection, root / "index", IndexSettings(), progress=False)
+    tiny = load_policy(ModelConfig(name="tiny", dtype="float32", device="cpu"))
+    tiny.tokenizer.chat_template = GEMMA_CHAT
+    tiny.model.save_pretrained(root / "tiny-chat")
+    tiny.tokenizer.save_pretrained(root / "tiny-chat")
     return root
 
 
 def _on_cpu(root: Path, out: str, **extra) -> list[str]:
-    """``--set`` arguments that run a recipe on CPU with the tiny model and the module's data."""
+    """``--set`` arguments that run a recipe on CPU with the tiny model (chat template added) and the module's data."""
     values = {
-        "model.name": "tiny",
+        "model.name": str(root / "tiny-chat"),
         "model.dtype": "float32",
         "model.device": "cpu",
         "train.bf16": False,
