@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.crosearch-installed
 
-.PHONY: quickstart test test-slow lint install clean
+.PHONY: quickstart test test-slow test-distributed lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 # Tests that load the real bundled model (a few minutes on 2 cores).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# DDP on two CPU processes and every GPU recipe for one step on CPU (minutes; CI runs them).
+test-distributed: $(STAMP)
+	$(BIN)/python -m pytest -q -m distributed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -124,7 +124,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(index: Path, window_ms: float, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(index: Path, window_ms: float, workers: int, src: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [
         sys.executable,
@@ -144,7 +144,10 @@ def start_server(index: Path, window_ms: float, workers: int) -> tuple[subproces
         "--max-queries",
         "64",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    env = {**os.environ}
+    if src:  # another checkout's code (e.g. the parent commit's), for an A/B in one run
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -222,6 +225,22 @@ async def load(
     }
 
 
+def summarize(rows: list[dict], labels: list[str]) -> None:
+    """Per concurrency: each server's median q/s and p99 over the repeats, and the ratios to the first server."""
+    first = labels[0]
+    for c in sorted({r["concurrency"] for r in rows}):
+        med = {}
+        for label in labels:
+            mine = [r for r in rows if r["server"] == label and r["concurrency"] == c]
+            med[label] = (statistics.median(r["qps"] for r in mine), statistics.median(r["p99_ms"] for r in mine))
+        for label in labels[1:]:
+            print(
+                f"c={c}: {first} {med[first][0]:.0f} q/s p99 {med[first][1]:.0f} ms; {label} {med[label][0]:.0f} q/s "
+                f"p99 {med[label][1]:.0f} ms; {first}/{label}: q/s {med[first][0] / med[label][0]:.2f}, "
+                f"p99 {med[first][1] / med[label][1]:.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -240,6 +259,13 @@ def main() -> None:
     )
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--server-src",
+        default="",
+        help="comma-separated LABEL=SRC_DIR: one server per checkout (its src/ on PYTHONPATH), measured in turns "
+        "in the same run against the same baseline (e.g. head=src,parent=/tmp/parent/src)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the servers, per concurrency")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     if args.requests < 1 or args.requests > 100_000:
@@ -272,33 +298,49 @@ def main() -> None:
     retriever.close()
     del retriever
 
+    sources: list[tuple[str, str | None]] = [("this", None)]
+    if args.server_src:
+        sources = [(label, src) for label, _, src in (item.partition("=") for item in args.server_src.split(","))]
     rows = []
     for window in windows:
-        proc, url = start_server(index, window, args.workers)
+        servers = {}
         try:
-            asyncio.run(load(url, queries[: min(100, len(queries))], args.k, 4, args.endpoint, expected))  # warm-up
+            for label, src in sources:
+                servers[label] = start_server(index, window, args.workers, src)
+            for _, url in servers.values():  # warm-up
+                asyncio.run(load(url, queries[: min(100, len(queries))], args.k, 4, args.endpoint, expected))
             for c in concurrencies:
-                server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
-                result = asyncio.run(load(url, queries, args.k, c, args.endpoint, expected))
-                result.update(
-                    concurrency=c,
-                    batch_window_ms=window,
-                    ratio=result["qps"] / base["qps"],
-                    server_cpu_ms=1000 * (cpu_seconds(proc.pid) - server_cpu) / len(queries),
-                    client_cpu_ms=1000 * (time.process_time() - client_cpu) / len(queries),
-                    loadavg=os.getloadavg()[0],
-                )
-                rows.append(result)
-                print(
-                    f"server window={window:g} ms c={c:3d}: {result['qps']:6.0f} q/s  p50 {result['p50_ms']:6.1f} ms  "
-                    f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  mismatches {result['mismatches']}  "
-                    f"ratio {result['ratio']:.2f}  cpu/query server {result['server_cpu_ms']:.2f} ms "
-                    f"client {result['client_cpu_ms']:.2f} ms  load {result['loadavg']:.1f}"
-                    + (f"  error kinds {result['error_kinds']}" if result["errors"] else "")
-                )
+                # Servers take turns, so a change in the machine's load hits them alike.
+                for rep in range(args.repeats):
+                    for label, (proc, url) in servers.items():
+                        server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
+                        result = asyncio.run(load(url, queries, args.k, c, args.endpoint, expected))
+                        result.update(
+                            server=label,
+                            repeat=rep,
+                            concurrency=c,
+                            batch_window_ms=window,
+                            ratio=result["qps"] / base["qps"],
+                            server_cpu_ms=1000 * (cpu_seconds(proc.pid) - server_cpu) / len(queries),
+                            client_cpu_ms=1000 * (time.process_time() - client_cpu) / len(queries),
+                            loadavg=os.getloadavg()[0],
+                        )
+                        rows.append(result)
+                        print(
+                            f"server {label} window={window:g} ms c={c:3d}: {result['qps']:6.0f} q/s  "
+                            f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
+                            f"errors {result['errors']}  mismatches {result['mismatches']}  "
+                            f"ratio {result['ratio']:.2f}  cpu/query server {result['server_cpu_ms']:.2f} ms "
+                            f"client {result['client_cpu_ms']:.2f} ms  load {result['loadavg']:.1f}"
+                            + (f"  error kinds {result['error_kinds']}" if result["errors"] else ""),
+                            flush=True,
+                        )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait(timeout=30)
+    if len(sources) > 1:
+        summarize(rows, [label for label, _ in sources])
     if args.out:
         atomic_write_json(
             args.out,

@@ -8,10 +8,10 @@ keys (or values) that are allowed, instead of being silently ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from crosearch.errors import ConfigError
 
@@ -87,6 +87,10 @@ class ModelConfig(Section):
     adapter: str | None = Field(None, description="a PEFT adapter directory to load on top")
 
 
+#: A Host header value to accept: a name, an IPv4/IPv6 address (brackets optional) or '*'.
+_HostName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^(\*|\[?[A-Za-z0-9.:-]+\]?)$")]
+
+
 class ServerConfig(Section):
     """The HTTP retrieval server (``crosearch serve``) and its request limits."""
 
@@ -96,9 +100,41 @@ class ServerConfig(Section):
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
     default_topk: int = Field(3, ge=1, description="passages per query when a request names no topk")
     max_topk: int = Field(100, ge=1, le=10000, description="largest topk/k a request may ask for")
-    max_queries: int = Field(256, ge=1, description="most queries one request may carry")
-    max_query_chars: int = Field(4096, ge=1, description="longest query text accepted")
-    max_body_bytes: int = Field(1_048_576, ge=256, description="largest request body; checked before parsing")
+    max_queries: int = Field(
+        4096,
+        ge=1,
+        le=100_000,
+        description="most queries one request may carry (Search-R1's trainer sends every active rollout's query "
+        "in one request)",
+    )
+    max_passages: int = Field(
+        16_384,
+        ge=1,
+        le=1_000_000,
+        description="most passages one request may ask for (queries x topk); bounds the work and the answer",
+    )
+    max_query_chars: int = Field(4096, ge=1, le=1_000_000, description="longest query text accepted")
+    max_body_bytes: int = Field(
+        4_194_304, ge=256, le=268_435_456, description="largest request body; checked before parsing"
+    )
+    max_response_bytes: int = Field(
+        67_108_864,
+        ge=1024,
+        le=1_073_741_824,
+        description="largest answer; a request whose answer grows past it is refused (413)",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=600.0,
+        description="seconds a client has to send a request body; a half-sent body is answered 408 and closed",
+    )
+    allowed_hosts: list[_HostName] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        min_length=1,
+        description="Host header values accepted (port ignored); '*' accepts any. Loopback names by default, so "
+        "a web page cannot reach the server through DNS rebinding",
+    )
     workers: int = Field(1, ge=1, le=64, description="server processes (each loads its own copy of the index)")
     batch_window_ms: float = Field(
         0.0,
@@ -107,7 +143,7 @@ class ServerConfig(Section):
         description="micro-batching: wait this long for more requests before one batched search "
         "(0 = batch only the requests that queued while a search ran)",
     )
-    max_batch_queries: int = Field(64, ge=1, description="most queries searched in one batched call")
+    max_batch_queries: int = Field(64, ge=1, le=4096, description="most queries searched in one batched call")
     search_thread: bool = Field(
         False,
         description="search on a worker thread instead of the event loop: only pays off "

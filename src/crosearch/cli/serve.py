@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -15,15 +14,6 @@ from crosearch.cli.options import ConfigOption, SetOption, resolve_config, unsho
 console = Console(stderr=True)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
     index: Annotated[
         Path | None, unshown("--index", "-i", help="Index directory (default: retrieval.index_dir).")
@@ -33,6 +23,10 @@ def serve(
     max_topk: Annotated[int | None, unshown("--max-topk", help="Largest topk a request may ask for.")] = None,
     max_queries: Annotated[int | None, unshown("--max-queries", help="Most queries per request.")] = None,
     max_body_bytes: Annotated[int | None, unshown("--max-body-bytes", help="Largest request body in bytes.")] = None,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        unshown("--allowed-host", help="Host header value to answer (repeatable; '*' = any). Default: loopback names."),
+    ] = None,
     workers: Annotated[int | None, unshown(help="Server processes, each with its own copy of the index.")] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
@@ -47,6 +41,7 @@ def serve(
         ("max_queries", max_queries),
         ("max_body_bytes", max_body_bytes),
         ("workers", workers),
+        ("allowed_hosts", allowed_hosts),
     ):
         if value is not None:
             extra.append(f"server.{key}={json.dumps(value)}")
@@ -59,10 +54,13 @@ def serve(
 
     open_index(cfg.retrieval.index_dir)  # a missing or damaged index is refused before any worker starts
     settings = cfg.server
-    if not _is_loopback(settings.host):
+    from crosearch.retrieval.hosts import is_loopback
+
+    if not is_loopback(settings.host):
         console.print(
             f"[yellow]warning:[/] binding {settings.host}: anyone who can reach this machine can query "
-            "the index (the server has no authentication)"
+            "the index (the server has no authentication); requests are answered only for the Host names "
+            f"{', '.join(settings.allowed_hosts)} and the bound address (server.allowed_hosts / --allowed-host)"
         )
 
     import uvicorn

@@ -22,6 +22,7 @@ class _Job:
     k: int
     options: tuple[tuple[str, str], ...]
     future: asyncio.Future = field(repr=False)
+    in_thread: bool = False
 
 
 class MicroBatcher:
@@ -37,7 +38,12 @@ class MicroBatcher:
     Searches run one batch at a time, on the event loop by default: a BM25 search
     holds the GIL, so a worker thread would add GIL hand-offs without adding
     parallelism (measured: about 0.6 ms more CPU per request). ``in_thread``
-    suits retrievers that release the GIL (dense encoders on a GPU).
+    suits retrievers that release the GIL (dense encoders on a GPU). A job submitted
+    with ``in_thread=True`` (a slice of a large request) runs its batch on a worker
+    thread whatever the default, so the event loop keeps answering (``/health``, small
+    requests queueing up) while it searches; the interpreter hands the GIL back to the
+    loop every few milliseconds. Batches still run one at a time, so the retriever is
+    never searched from two threads at once.
     """
 
     def __init__(
@@ -61,10 +67,14 @@ class MicroBatcher:
         assert self._queue is not None
         return self._queue
 
-    async def submit(self, queries: list[SearchQuery], k: int, options: dict[str, str]) -> list[list[Hit]]:
-        """Queue ``queries`` and wait for their hits."""
+    async def submit(
+        self, queries: list[SearchQuery], k: int, options: dict[str, str], *, in_thread: bool = False
+    ) -> list[list[Hit]]:
+        """Queue ``queries`` and wait for their hits (searched on a worker thread if ``in_thread``)."""
         queue = self._ensure_started()
-        job = _Job(queries, k, tuple(sorted(options.items())), asyncio.get_running_loop().create_future())
+        job = _Job(
+            queries, k, tuple(sorted(options.items())), asyncio.get_running_loop().create_future(), in_thread=in_thread
+        )
         queue.put_nowait(job)
         self._unresolved += 1
         try:
@@ -114,7 +124,7 @@ class MicroBatcher:
     async def _run(self, jobs: list[_Job], k: int, options: dict[str, str]) -> None:
         merged = [q for job in jobs for q in job.queries]
         try:
-            if self._in_thread:
+            if self._in_thread or any(job.in_thread for job in jobs):
                 results = await anyio.to_thread.run_sync(lambda: self._search(merged, k, **options))
             else:
                 results = self._search(merged, k, **options)

@@ -119,11 +119,17 @@ class HttpRetriever:
         langs = self.health().get("languages") or []
         return [str(lang) for lang in langs]
 
-    def _chunk(self) -> int:
+    def _chunk(self, k: int) -> int:
         if self._batch_size:
             return self._batch_size
-        limit = self.health().get("max_queries") if self.protocol == "crosearch" else None
-        return int(limit) if isinstance(limit, int) and limit > 0 else 64
+        health = self.health() if self.protocol == "crosearch" else {}
+        limit = health.get("max_queries")
+        step = int(limit) if isinstance(limit, int) and limit > 0 else 64
+        # The server also caps queries x k per request.
+        passages = health.get("max_passages")
+        if isinstance(passages, int) and passages > 0:
+            step = max(1, min(step, passages // k))
+        return step
 
     # ------------------------------------------------------------------ search
 
@@ -133,7 +139,7 @@ class HttpRetriever:
             raise CrosearchError(f"k must be at least 1, got {k}")
         queries = list(queries)
         out: list[list[Hit]] = []
-        step = self._chunk()
+        step = self._chunk(k)
         for start in range(0, len(queries), step):
             chunk = queries[start : start + step]
             if self.protocol == "crosearch":

@@ -1,4 +1,5 @@
-"""Request limits of the retrieval server: body size and type, query count and length, k, languages.
+"""Request limits of the retrieval server: body size, type and read time, query count and length, k,
+passages per request, languages.
 
 Every refusal is answered with a 4xx JSON body ``{"detail": "<message>"}`` naming what was wrong,
 so nothing a client sends can take the server down or get a bare stack trace back.
@@ -6,6 +7,7 @@ so nothing a client sends can take the server down or get a bare stack trace bac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -93,6 +95,16 @@ class RequestLimits:
             if len(text) > settings.max_query_chars:
                 raise RequestError(422, f"queries.{i}: query longer than {settings.max_query_chars} characters")
 
+    def passages(self, queries: int, k: int, name: str) -> None:
+        """Refuse a request whose answer would hold more than ``max_passages`` passages (queries x k)."""
+        total = queries * k
+        if total > self.settings.max_passages:
+            raise RequestError(
+                413,
+                f"request asks for {queries} queries x {name} {k} = {total} passages, more than the server's "
+                f"limit of {self.settings.max_passages} (server.max_passages); send fewer queries per request",
+            )
+
     def lang(self, value: str, where: str) -> None:
         if value not in self._known:
             raise RequestError(422, f"{where}: unknown language '{value}'; this index has {', '.join(self.languages)}")
@@ -105,17 +117,23 @@ class InFlightCounter(Protocol):
 
 
 class BodyLimitMiddleware:
-    """Refuse oversized or non-JSON request bodies before anything parses them.
+    """Refuse oversized, slow or non-JSON request bodies before anything parses them.
 
-    ``Content-Length`` is checked first (cheap rejection); the body is then read
-    with a running count, so a chunked upload or a lying header cannot push
-    more than ``max_bytes`` into memory either.
+    The content type must be JSON: a browser page can send a cross-site "simple" POST
+    (text/plain, form data, or no type) without asking the server first, never
+    ``application/json``. ``Content-Length`` is checked first (cheap rejection); the body
+    is then read with a running count, so a chunked upload or a lying header cannot push
+    more than ``max_bytes`` into memory either, and within ``timeout_s`` in all, so a
+    half-sent body cannot hold a connection open.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, tracker: InFlightCounter | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, tracker: InFlightCounter | None = None, timeout_s: float = 10.0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.tracker = tracker
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -123,10 +141,9 @@ class BodyLimitMiddleware:
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype and ctype != b"application/json" and not ctype.endswith(b"+json"):
-            await error_response(415, f"content type must be application/json, got {ctype.decode('latin-1')!r}")(
-                scope, receive, send
-            )
+        if ctype != b"application/json" and not ctype.endswith(b"+json"):
+            got = repr(ctype.decode("latin-1")) if ctype else "none"
+            await self._refuse(415, f"content type must be application/json, got {got}", scope, receive, send)
             return
         declared = headers.get(b"content-length")
         if declared is not None:
@@ -141,8 +158,15 @@ class BodyLimitMiddleware:
         chunks: list[bytes] = []
         total = 0
         more = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                late = f"request body not received within {self.timeout_s:g} s (server.body_timeout_s)"
+                await self._refuse(408, late, scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -152,8 +176,6 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        # A missing content type passes: clients that post JSON without one (bare
-        # sockets, some scripts) are common, and the endpoints parse the bytes as JSON.
         body = b"".join(chunks)
         replayed = False
 
@@ -174,8 +196,13 @@ class BodyLimitMiddleware:
         finally:
             self.tracker.in_flight -= 1
 
-    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body larger than the server's limit of {self.max_bytes} bytes")
-        # Closing the connection keeps the rest of a huge upload from being read.
+    async def _refuse(self, status: int, message: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(status, message)
+        # Closing the connection keeps the rest of the body (if any ever comes) from being read.
         response.headers["connection"] = "close"
         await response(scope, receive, send)
+
+    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._refuse(
+            413, f"request body larger than the server's limit of {self.max_bytes} bytes", scope, receive, send
+        )

@@ -8,13 +8,16 @@ Two search endpoints share one retriever:
 - ``POST /search`` is the richer crosearch protocol: per-query language,
   languages to search, excluded passage ids, and hits with language/paragraph.
 
-Every request is bounded (body size checked before parsing, number of queries,
-query length, topk; see :mod:`crosearch.retrieval.limits`) and every bad request
-is answered with a 4xx JSON body ``{"detail": "<message>"}``; nothing a client
-sends can take the server down.
+Every request is bounded (Host header, JSON content type, body size and read time
+checked before parsing, number of queries, query length, topk, passages per request,
+answer size; see :mod:`crosearch.retrieval.limits` and :mod:`crosearch.retrieval.hosts`)
+and every bad request is answered with a 4xx JSON body ``{"detail": "<message>"}``;
+nothing a client sends can take the server down.
 
 Concurrent requests are merged into batched ``search`` calls by the
-micro-batcher (:mod:`crosearch.retrieval.batcher`).
+micro-batcher (:mod:`crosearch.retrieval.batcher`). A large request is answered in
+slices, each searched and rendered on a worker thread, so it never holds the event
+loop (``/health`` and small requests keep being answered meanwhile).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,6 +45,7 @@ from crosearch.config import ServerConfig
 from crosearch.errors import CrosearchError
 from crosearch.retrieval.base import Retriever
 from crosearch.retrieval.batcher import MicroBatcher
+from crosearch.retrieval.hosts import HostCheckMiddleware, allowed_host_names
 from crosearch.retrieval.limits import (
     BodyLimitMiddleware,
     RequestError,
@@ -56,6 +61,11 @@ log = logging.getLogger(__name__)
 #: Environment variable through which ``crosearch serve --workers N`` hands its
 #: configuration to each worker process (uvicorn starts workers from an import string).
 CONFIG_ENV = "CROSEARCH_SERVER_CONFIG"
+
+#: Most passages searched and rendered in one step of a large request. Bounds how long one
+#: slice holds the retriever (others' requests wait at most one slice) and keeps each JSON
+#: render small; slices run on a worker thread, so the event loop never waits for them.
+SLICE_PASSAGES = 1024
 
 
 # --------------------------------------------------------------------------- request models
@@ -127,6 +137,20 @@ def _search_r1_document(hit: Hit) -> dict[str, Any]:
     }
 
 
+def _scored_document(hit: Hit) -> dict[str, Any]:
+    return {"document": _search_r1_document(hit), "score": float(hit.score)}
+
+
+def _json_bytes(content: Any) -> bytes:
+    # The same encoding as JSONResponse (UTF-8, compact, no NaN).
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _render_lists(results: list[list[Hit]], render: Callable[[Hit], Any]) -> bytes:
+    """The JSON of ``[[render(hit)...], ...]`` without its outer brackets, to be joined with other slices."""
+    return _json_bytes([[render(h) for h in hits] for hits in results])[1:-1]
+
+
 def passage_count(retriever: Retriever) -> int | None:
     """Number of passages behind ``retriever`` if it can tell (``num_passages`` or ``len``)."""
     count = getattr(retriever, "num_passages", None)
@@ -176,7 +200,11 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
     app.state.retriever = retriever
     app.state.settings = settings
     app.state.batcher = batcher
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, tracker=batcher)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, tracker=batcher, timeout_s=settings.body_timeout_s
+    )
+    # Added last, so it runs first: a foreign Host is refused before the body is read.
+    app.add_middleware(HostCheckMiddleware, allowed=allowed_host_names(settings.allowed_hosts, settings.host))
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -196,11 +224,40 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
         log.exception("retrieval failed")
         return error_response(500, f"internal error while searching: {type(exc).__name__}")
 
-    async def run(queries: list[SearchQuery], k: int, options: dict[str, str]) -> list[list[Hit]]:
+    async def run(queries: list[SearchQuery], k: int, options: dict[str, str], in_thread: bool) -> list[list[Hit]]:
         try:
-            return await batcher.submit(queries, k, options)
+            return await batcher.submit(queries, k, options, in_thread=in_thread)
         except CrosearchError as exc:
             raise RequestError(422, str(exc)) from None
+
+    def too_large() -> RequestError:
+        return RequestError(
+            413,
+            f"the answer is larger than the server's limit of {settings.max_response_bytes} bytes "
+            "(server.max_response_bytes); send fewer queries or a smaller topk per request",
+        )
+
+    async def answer(
+        key: str, queries: list[SearchQuery], k: int, options: dict[str, str], render: Callable[[Hit], Any]
+    ) -> Response:
+        """``{key: [[render(hit), ...] per query]}``: small requests at once, large ones in slices."""
+        per_slice = max(1, min(settings.max_batch_queries, SLICE_PASSAGES // k))
+        if len(queries) <= per_slice:
+            body = _json_bytes({key: [[render(h) for h in hits] for hits in await run(queries, k, options, False)]})
+            if len(body) > settings.max_response_bytes:
+                raise too_large()
+            return Response(body, media_type="application/json")
+        parts: list[bytes] = []
+        size = 0
+        for start in range(0, len(queries), per_slice):
+            results = await run(queries[start : start + per_slice], k, options, True)
+            # Rendering a slice (mostly copying passage text) also runs off the event loop.
+            part = await anyio.to_thread.run_sync(_render_lists, results, render)
+            size += len(part) + 1
+            if size > settings.max_response_bytes:
+                raise too_large()
+            parts.append(part)
+        return Response(b"".join((b'{"', key.encode(), b'":[', b",".join(parts), b"]}")), media_type="application/json")
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -215,7 +272,9 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
                 "default_topk": settings.default_topk,
                 "max_topk": settings.max_topk,
                 "max_queries": settings.max_queries,
+                "max_passages": settings.max_passages,
                 "max_body_bytes": settings.max_body_bytes,
+                "max_response_bytes": settings.max_response_bytes,
                 "batches": batcher.batches,
                 "queries": batcher.queries,
                 "pid": os.getpid(),
@@ -223,25 +282,23 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
         )
 
     @app.post("/retrieve")
-    async def retrieve(request: Request) -> JSONResponse:
+    async def retrieve(request: Request) -> Response:
         """Search-R1 protocol: every query searches every language (fused)."""
         body = await parse_body(request, RetrieveRequest)
         limits.texts(body.queries)
         k = limits.k(body.topk, "topk")
-        results = await run([SearchQuery(text=q) for q in body.queries], k, {})
-        if body.return_scores:
-            out = [[{"document": _search_r1_document(h), "score": float(h.score)} for h in hits] for hits in results]
-        else:
-            # Search-R1 answers plain document lists when scores are not asked for.
-            out = [[_search_r1_document(h) for h in hits] for hits in results]
-        return JSONResponse({"result": out})
+        limits.passages(len(body.queries), k, "topk")
+        queries = [SearchQuery(text=q) for q in body.queries]
+        # Search-R1 answers plain document lists when scores are not asked for.
+        return await answer("result", queries, k, {}, _scored_document if body.return_scores else _search_r1_document)
 
     @app.post("/search")
-    async def search(request: Request) -> JSONResponse:
+    async def search(request: Request) -> Response:
         """crosearch protocol: per-query language, languages to search and exclusions."""
         body = await parse_body(request, SearchRequest)
         limits.texts([q.text for q in body.queries])
         k = limits.k(body.k, "k")
+        limits.passages(len(body.queries), k, "k")
         options = {name: value for name in ("method", "fusion") if (value := getattr(body, name)) is not None}
         for name in options:
             if name not in accepted:
@@ -260,8 +317,7 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
                     text=item.text, lang=item.lang, search_langs=item.search_langs, exclude=frozenset(item.exclude)
                 )
             )
-        results = await run(queries, k, options)
-        return JSONResponse({"results": [[_hit_json(h) for h in hits] for hits in results]})
+        return await answer("results", queries, k, options, _hit_json)
 
     return app
 

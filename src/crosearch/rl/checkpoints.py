@@ -66,6 +66,13 @@ def discard_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
     return removed
 
 
+def _backend() -> str | None:
+    """The torch.distributed backend of this run (gloo on CPU, nccl on GPUs), None when not distributed."""
+    import torch.distributed as dist
+
+    return str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else None
+
+
 class CompletionMarkerCallback(TrainerCallback):
     """Marks ``checkpoint-<global_step>`` complete once the Trainer's save has returned.
 
@@ -79,5 +86,14 @@ class CompletionMarkerCallback(TrainerCallback):
             return control
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
-            atomic_write_json(path / MARKER, {"global_step": state.global_step, "time": time.time()})
+            # How many processes trained it: a resumed run on a different world size is then visible.
+            atomic_write_json(
+                path / MARKER,
+                {
+                    "global_step": state.global_step,
+                    "time": time.time(),
+                    "world_size": args.world_size,
+                    "backend": _backend(),
+                },
+            )
         return control
