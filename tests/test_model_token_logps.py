@@ -26,7 +26,7 @@ class HeadRows(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         out = func(*args, **(kwargs or {}))
-        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_):
             operands = [a for a in args if isinstance(a, torch.Tensor)]
             on_head = any(a.untyped_storage().data_ptr() == self.storage for a in operands)
             # A logits tile is (positions, vocabulary slice); the head's other products end in the hidden size.
@@ -64,25 +64,31 @@ def trainer(tmp_path_factory):
         loss_type="dapo",
         epsilon=0.2,
         max_completion_length=64,
+        gradient_checkpointing=False,
     )
-    return grpo_trainer_class()(
+    trainer = grpo_trainer_class()(
         model=model,
         reward_funcs=lambda completions, **_: [0.0] * len(completions),
         args=args,
         train_dataset=Dataset.from_dict({"prompt": ["q"] * 4}),
         processing_class=tokenizer,
     )
+    trainer.current_gradient_accumulation_steps = 1  # what the training loop sets before its first step
+    return trainer
 
 
 def _batch(vocab: int) -> dict[str, torch.Tensor]:
     """Four rollouts: prompts left-padded, completions right-padded; 1 = model token, 0 = inserted evidence."""
     gen = torch.Generator().manual_seed(1)
-    prompt_lengths, completions = [7, 5, 7, 6], [
-        [1] * 4 + [0] * 9 + [1] * 5,  # search, evidence, answer
-        [1] * 3 + [0] * 6 + [1] * 2 + [0] * 5 + [1] * 2,  # two searches
-        [1] * 6,  # answered at once
-        [1] * 2 + [0] * 12,  # cut off inside the evidence: no model token after it
-    ]
+    prompt_lengths, completions = (
+        [7, 5, 7, 6],
+        [
+            [1] * 4 + [0] * 9 + [1] * 5,  # search, evidence, answer
+            [1] * 3 + [0] * 6 + [1] * 2 + [0] * 5 + [1] * 2,  # two searches
+            [1] * 6,  # answered at once
+            [1] * 2 + [0] * 12,  # cut off inside the evidence: no model token after it
+        ],
+    )
     prompt_width, width = max(prompt_lengths), max(map(len, completions))
     prompt_ids = torch.randint(10, vocab, (4, prompt_width), generator=gen)
     prompt_mask = torch.zeros(4, prompt_width, dtype=torch.long)
