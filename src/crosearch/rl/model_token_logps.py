@@ -78,7 +78,7 @@ def model_token_logps(
         scored = mask[:, :width]
         targets = input_ids[start:end, first : first + width][scored]
         hidden = hidden.to(head.weight.device)
-        autocast = nullcontext()
+        autocast: Any = nullcontext()
         if cast_lm_head_to_fp32:
             hidden = hidden.float()
             autocast = torch.autocast(hidden.device.type, enabled=False)

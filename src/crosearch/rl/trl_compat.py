@@ -52,7 +52,7 @@ def missing_internals(trainer_class: type) -> list[str]:
     """The internals this module uses that ``trainer_class`` lacks (empty when all are there)."""
     missing = [name for name in METHODS if not callable(getattr(trainer_class, name, None))]
     try:
-        init = inspect.getsource(trainer_class.__init__)
+        init = inspect.getsource(trainer_class.__init__)  # type: ignore[misc]
     except (OSError, TypeError):
         init = ""
     # Instance attributes exist only once a trainer is built; their assignment in __init__ is what we can check first.
@@ -92,7 +92,9 @@ def check_trl(version: str | None = None, trainer_class: type | None = None) -> 
             f"(pip install 'trl>={TRL_MIN},<{TRL_BELOW}')"
         )
     if trainer_class is None:
-        from trl import GRPOTrainer as trainer_class
+        from trl import GRPOTrainer
+
+        trainer_class = GRPOTrainer
     missing = missing_internals(trainer_class) + missing_logps_internals(trainer_class)
     if missing:
         raise TrlCompatError(
@@ -163,7 +165,7 @@ def grpo_trainer_class() -> type:
                     temperature=self.temperature,
                     compute_entropy=compute_entropy,
                     batch_size=batch_size,
-                    cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
+                    cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False),
                 )
             return logps, entropies, None
 
