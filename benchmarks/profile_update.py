@@ -39,7 +39,9 @@ def batch(rows: int, prompt: int, completion: int, model_tokens: int, vocab: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", default="runs/sft/final", help="LoRA adapter to train (the warm start)")
+    parser.add_argument(
+        "--adapter", default="runs/sft/final", help="LoRA adapter to train (the warm start); 'none': a fresh r=16 one"
+    )
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--prompt", type=int, default=350)
     parser.add_argument("--completion", type=int, default=380)
@@ -61,7 +63,13 @@ def main() -> None:
 
     base = load_policy(ModelConfig(name="bundled", dtype="float32")).model
     add_fused_lm_head(base, temperature=1.0, outputs=("log_probs", "entropy"))  # what GRPOTrainer does
-    model = PeftModel.from_pretrained(base, args.adapter, is_trainable=True).train()
+    if args.adapter == "none":  # the cost depends on the adapter's shapes, not on its values
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        model = get_peft_model(base, lora).train()
+    else:
+        model = PeftModel.from_pretrained(base, args.adapter, is_trainable=True).train()
     bf16 = train_bf16("auto", model)
     data = batch(args.rows, args.prompt, args.completion, args.model_tokens, base.config.vocab_size)
     keep = args.completion
