@@ -1,6 +1,12 @@
 """Time one GRPO step by phase, peak memory, and training FLOP/s against this machine's matmul peak.
 
-    python benchmarks/bench_grpo_step.py --config configs/quickstart-cpu.yaml --steps 2 --out /tmp/grpo_bench.json
+    python benchmarks/bench_grpo_step.py --config configs/grpo-cpu.yaml --steps 2 --out /tmp/grpo_bench.json
+
+Two paths in one run, each in its own process (so that each has its own peak RSS), one after the
+other with the same config, seed, warm-start adapter and questions: ``today`` (TRL's per-token
+log-probs, the LM head at every position) and ``model-tokens`` (the head only where the completion
+mask and the env mask are both 1); the ratios today / model-tokens are printed at the end.
+``--path`` runs one of them alone.
 
 Phases (seconds per optimizer step, from the trainer's own metrics): generation
 (model sampling inside the rollout engine), retrieval (searches), log-probs
@@ -9,7 +15,8 @@ update (forward/backward passes and the optimizer step). The baseline measured
 in the same run is a torch matmul loop in fp32 and bf16 (the machine's peak);
 FLOP/s are reported as a fraction of it. FLOPs are estimated from token counts:
 a forward pass costs 2 x (non-embedding parameters) per token plus
-2 x hidden x vocabulary per token whose logits are computed; backward about
+2 x hidden x vocabulary per position whose logits are computed (today, off
+Triton devices: every position; model-tokens: the model tokens); backward about
 twice the forward.
 """
 
@@ -19,6 +26,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +55,12 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps (the first is reported separately)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--path", choices=PATHS, default=None, help="run one path only (default: both, compared)")
     args = parser.parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if args.path is None:
+        compare(args)
+        return
 
     from crosearch.config import load_config
     from crosearch.rl.train import run_train
@@ -64,7 +77,7 @@ def main() -> None:
             ],
         )
         started = time.perf_counter()
-        summary = run_train(config, keep_batches=True)
+        summary = run_train(config, keep_batches=True, score_model_tokens=args.path == "model-tokens")
         wall = time.perf_counter() - started
     trainer = summary.pop("trainer")
     steps = [e for e in summary["log_history"] if "time/step" in e]
@@ -82,7 +95,9 @@ def main() -> None:
         previous_tokens = seen
         completion_tokens = sum(int(b["completion_mask"].sum()) for b in batch)
         model_tokens = sum(int((b["completion_mask"] * b.get("tool_mask", b["completion_mask"])).sum()) for b in batch)
-        forward = 2 * body_params * all_tokens + 2 * hidden * vocab * completion_tokens
+        # Positions the LM head projects: today (no Triton) every position but the last; else the model tokens.
+        head_positions = model_tokens if args.path == "model-tokens" else all_tokens
+        forward = 2 * body_params * all_tokens + 2 * hidden * vocab * head_positions
         update_flops = 3 * forward  # forward + backward (about twice the forward)
         # Sampling: every model token costs a forward of the body and the head; each turn also re-reads its context.
         generation_flops = 2 * (body_params + hidden * vocab) * model_tokens + 2 * body_params * all_tokens
@@ -96,6 +111,7 @@ def main() -> None:
                 "logprobs": entry["time/logprobs"],
                 "update": entry["time/update"],
                 "tokens": all_tokens,
+                "completion_tokens": completion_tokens,
                 "model_tokens": model_tokens,
                 "peak_rss_gb": entry["memory/peak_rss_gb"],
                 "update_flops_per_s": update_flops / max(entry["time/update"], 1e-9),
@@ -107,6 +123,8 @@ def main() -> None:
     peak = peaks["bfloat16" if bf16 else "float32"]
     later = rows[1:] or rows
     result = {
+        "path": args.path,
+        "load_average": os.getloadavg(),
         "config": args.config,
         "overrides": args.overrides,
         "steps": args.steps,
@@ -124,10 +142,38 @@ def main() -> None:
         "update_fraction_of_peak": statistics.mean(r["update_flops_per_s"] for r in later) / peak,
         "step_fraction_of_peak": statistics.mean(r["step_flops_per_s"] for r in later) / peak,
     }
+    _write(result, args.out)
+
+
+PATHS = ("today", "model-tokens")
+COMPARED = ("seconds", "generation", "logprobs", "update")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Both paths, each in a fresh process, and the ratios today / model-tokens."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="grpo-compare-") as tmp:
+        for path in PATHS:
+            out = Path(tmp) / f"{path}.json"
+            command = [sys.executable, __file__, "--config", args.config, "--steps", str(args.steps)]
+            command += [f"--set={o}" for o in args.overrides] + ["--path", path, "--out", str(out)]
+            print(f"[{path}] load average {os.getloadavg()}: {' '.join(command)}", file=sys.stderr, flush=True)
+            subprocess.run(command, check=True)
+            results[path] = json.loads(out.read_text())
+    today, new = (results[p] for p in PATHS)
+    ratios = {k: today["mean_after_first"][k] / max(new["mean_after_first"][k], 1e-9) for k in COMPARED}
+    ratios["first_step_seconds"] = today["per_step"][0]["seconds"] / new["per_step"][0]["seconds"]
+    ratios["peak_rss_gb"] = new["peak_rss_gb"] / today["peak_rss_gb"]  # below 1: the new path uses less
+    _write({"paths": results, "speedup_today_over_model_tokens": ratios, "load_average": os.getloadavg()}, args.out)
+
+
+def _write(result: dict, out: str | None) -> None:
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out:
+        tmp = Path(out).with_suffix(".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(out)
 
 
 def _per_step(batches: list, n_steps: int) -> list[list]:

@@ -106,3 +106,21 @@ def test_trl_args_are_checked_against_grpo_config():
     assert f"TRL {trl_version()}" in str(info.value)
     with pytest.raises(ConfigError, match=r"max_steps \(set from train.max_steps\)"):
         check_trl_args({"max_steps": 3})
+
+
+def test_the_overridden_log_prob_methods_are_checked_by_name_and_parameters():
+    """The update overrides ``_compute_loss`` and ``_get_per_token_logps_and_entropies``: a change is named."""
+    from trl import GRPOTrainer
+
+    from crosearch.rl.trl_compat import missing_logps_internals
+
+    assert missing_logps_internals(GRPOTrainer) == []
+
+    class ReorderedGRPOTrainer(GRPOTrainer):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, logits_to_keep, attention_mask):  # noqa: ANN001, ANN202
+            return None
+
+    missing = missing_logps_internals(ReorderedGRPOTrainer)
+    assert len(missing) == 1 and missing[0].startswith("_get_per_token_logps_and_entropies(model, input_ids")
+    with pytest.raises(TrlCompatError, match="_get_per_token_logps_and_entropies"):
+        check_trl(version="1.16.0", trainer_class=ReorderedGRPOTrainer)

@@ -271,13 +271,20 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
 
 
 def run_train(
-    config: Config, *, resume: bool = False, keep_batches: bool = False, backend_factory: Any = None
+    config: Config,
+    *,
+    resume: bool = False,
+    keep_batches: bool = False,
+    backend_factory: Any = None,
+    score_model_tokens: bool = True,
 ) -> dict[str, Any]:
     """Train with GRPO; returns a summary (also written to ``train.output_dir/summary.json``).
 
     ``backend_factory(model, tokenizer)`` replaces the generation backend (default:
     :class:`~crosearch.agent.backends.HFBackend`, or vLLM with ``train.use_vllm``);
-    ``keep_batches`` keeps the batches TRL built (masks, ids, advantages) in the summary.
+    ``keep_batches`` keeps the batches TRL built (masks, ids, advantages) in the summary;
+    ``score_model_tokens=False`` runs TRL's own per-token log-probs (the LM head at every position),
+    the baseline ``benchmarks/bench_grpo_step.py`` compares with.
     """
     from crosearch.agent.backends import HFBackend
     from crosearch.agent.engine import RolloutEngine
@@ -329,6 +336,7 @@ def run_train(
         rollout_func=rollout,
         callbacks=[CompletionMarkerCallback(), timer],
         batch_observers=[timer.on_batch, *([_keep_batch(kept)] if keep_batches else [])],
+        score_model_tokens=score_model_tokens,
     )
     timer.trainer = trainer
     outcome = train_resumable(ctx, trainer)

@@ -27,6 +27,15 @@ TRL_MIN, TRL_BELOW = "1.16", "2"
 METHODS = ("_generate_and_score_completions", "_log_metric")
 INSTANCE_ATTRIBUTES = ("_metrics", "vllm_generation")
 
+# The overridden methods, with the leading parameters the overrides rely on (their names and order).
+LOGPS_METHODS = {
+    "_compute_loss": ("self", "model", "inputs"),
+    "_get_per_token_logps_and_entropies": (
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy",
+        "compute_aux_loss",
+    ),
+}  # fmt: skip
+
 BatchObserver = Callable[[dict[str, Any], float], None]
 
 
@@ -51,6 +60,20 @@ def missing_internals(trainer_class: type) -> list[str]:
     return missing
 
 
+def missing_logps_internals(trainer_class: type) -> list[str]:
+    """The overridden log-prob internals that ``trainer_class`` lacks or whose parameters changed."""
+    missing = []
+    for name, params in LOGPS_METHODS.items():
+        method = getattr(trainer_class, name, None)
+        try:
+            ok = callable(method) and tuple(inspect.signature(method).parameters)[: len(params)] == params
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            missing.append(f"{name}({', '.join(params[1:])})")
+    return missing
+
+
 def check_trl(version: str | None = None, trainer_class: type | None = None) -> str:
     """Raise :class:`TrlCompatError` unless the installed TRL is in range and has every internal used here.
 
@@ -72,7 +95,7 @@ def check_trl(version: str | None = None, trainer_class: type | None = None) -> 
         from trl import GRPOTrainer
 
         trainer_class = GRPOTrainer
-    missing = missing_internals(trainer_class)
+    missing = missing_internals(trainer_class) + missing_logps_internals(trainer_class)
     if missing:
         raise TrlCompatError(
             f"TRL {version}: {trainer_class.__name__} no longer has {', '.join(missing)}, which "
@@ -84,13 +107,80 @@ def check_trl(version: str | None = None, trainer_class: type | None = None) -> 
 
 @functools.cache
 def grpo_trainer_class() -> type:
-    """GRPOTrainer that hands every batch it generated and scored to its ``batch_observers``."""
+    """GRPOTrainer that hands every batch it generated and scored to its ``batch_observers``.
+
+    Its update computes log-probs and entropies only where the loss mask (completion mask times env
+    mask) is 1; ``score_model_tokens=False`` leaves TRL's per-token log-prob method as it is.
+    """
     from trl import GRPOTrainer
 
+    from crosearch.rl.model_token_logps import model_token_logps, supports
+
     class ObservedGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args: Any, batch_observers: list[BatchObserver] | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            batch_observers: list[BatchObserver] | None = None,
+            score_model_tokens: bool = True,
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.batch_observers = list(batch_observers or [])
+            self.score_model_tokens = score_model_tokens
+            # The loss mask of the batch _compute_loss is scoring; None outside it. Old and reference
+            # log-probs (beta > 0, vLLM importance sampling) are computed in _generate_and_score_completions,
+            # before TRL has built the mask, so they take TRL's path, which scores every completion position.
+            self.score_mask: Any = None
+
+        def _compute_loss(self, model, inputs):  # noqa: ANN001, ANN202 - TRL signature
+            if self.score_model_tokens:
+                mask = inputs["completion_mask"]
+                self.score_mask = mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self.score_mask = None
+
+        def _get_per_token_logps_and_entropies(  # noqa: ANN202 - TRL signature
+            self,
+            model,  # noqa: ANN001
+            input_ids,  # noqa: ANN001
+            attention_mask,  # noqa: ANN001
+            logits_to_keep,  # noqa: ANN001
+            batch_size=None,  # noqa: ANN001
+            compute_entropy=False,  # noqa: ANN001
+            **kwargs: Any,
+        ):
+            causal_lm = self._scored_model(model, input_ids, logits_to_keep, kwargs)
+            if causal_lm is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+                )
+            with self.accelerator.autocast():
+                logps, entropies = model_token_logps(
+                    causal_lm,
+                    input_ids,
+                    attention_mask,
+                    self.score_mask,
+                    temperature=self.temperature,
+                    compute_entropy=compute_entropy,
+                    batch_size=batch_size,
+                    cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False),
+                )
+            return logps, entropies, None
+
+        def _scored_model(self, model: Any, input_ids: Any, logits_to_keep: int, kwargs: dict[str, Any]) -> Any:
+            """The causal LM to score model tokens with, or None where TRL's own path must run."""
+            mask = self.score_mask
+            if mask is None or tuple(mask.shape) != (input_ids.size(0), logits_to_keep):
+                return None
+            if any(value not in (None, False) for value in kwargs.values()):
+                return None  # images, token types or the MoE auxiliary loss: TRL's forward handles them
+            # A distributed wrapper (DDP, FSDP, DeepSpeed) must see the forward itself: only a bare model here.
+            if self.accelerator.unwrap_model(model) is not model:
+                return None
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+            return causal_lm if supports(causal_lm) else None
 
         def _generate_and_score_completions(self, inputs):  # noqa: ANN001 - TRL signature
             start = time.perf_counter()
