@@ -10,8 +10,9 @@ top-k/top-p filtering: the quantity TRL's GRPOTrainer recomputes for the policy
 compared or used for importance-sampling corrections. Greedy decoding
 (temperature 0) reports ``log_softmax(logits)``.
 
-KV caches are not reused across turns: each turn re-reads the whole context
-(prefill is cheap next to decoding at these lengths; reuse is a possible speed-up).
+A backend itself keeps no state between calls: each call reads its contexts whole.
+:meth:`HFBackend.session` returns a view for one engine run that keeps the KV cache
+across calls (:mod:`crosearch.agent.kv_cache`); vLLM does the same with its prefix cache.
 """
 
 from __future__ import annotations
@@ -168,14 +169,26 @@ class HFBackend:
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
+    def session(self) -> GenerationBackend:
+        """A view for one engine run that keeps the KV cache across its calls (release it with ``close``)."""
+        from crosearch.agent.kv_cache import CachedHFBackend
+
+        return CachedHFBackend(self)
+
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
         max_new_tokens: int | Sequence[int],
         stop_strings: Sequence[str],
         sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
-        """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call."""
+        """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call.
+
+        ``prepare(live, width)`` (the rows that generate, the padded width) may return extra
+        ``model.generate`` arguments: the KV cache of a session.
+        """
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -217,6 +230,7 @@ class HFBackend:
             **knobs,
         )
         device = self.device
+        extra = prepare(live, width) if prepare is not None else {}
         with torch.no_grad(), _seeded(sampling.seed, device):
             sequences = self.model.generate(
                 input_ids=ids.to(device),
@@ -224,6 +238,7 @@ class HFBackend:
                 generation_config=config,
                 logits_processor=LogitsProcessorList([recorder]),
                 stopping_criteria=StoppingCriteriaList([watcher]),
+                **extra,
             )
         logprobs = recorder.finish(sequences)
         for row, i in enumerate(live):
@@ -256,12 +271,18 @@ class TeacherForcedBackend(HFBackend):
         super().__init__(model, tokenizer, eos_token_ids=eos_token_ids)
         self.responder = responder
 
+    def session(self) -> GenerationBackend:
+        """Forced text is scored in one pass per turn: there is no cache to keep."""
+        return self
+
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
         max_new_tokens: int | Sequence[int],
         stop_strings: Sequence[str],
         sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
         caps = _caps(max_new_tokens, len(prompts))
