@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: the store drops and replaces entries
 class _Entry:
     """The KV of ``ids``: per layer (keys, values), each ``[kv_heads, len(ids), head_dim]``."""
 
