@@ -417,6 +417,13 @@ class VLLMBackend:
         self.llm = llm
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
         self._eos = model_eos_ids(None, self.tokenizer)
+        if prefix_caching(llm) is False:
+            from crosearch.errors import CrosearchError
+
+            # Without it every turn re-prefills the whole context and every rollout its group's prompt.
+            raise CrosearchError(
+                "vLLM runs with prefix caching off: multi-turn rollouts need it (enable_prefix_caching=True)"
+            )
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -461,3 +468,13 @@ class VLLMBackend:
                 finish = "stop"
             results.append(Generation(ids, lps, finish, stop))
         return results
+
+
+def prefix_caching(llm: Any) -> bool | None:
+    """Whether a vLLM engine caches prompt prefixes (None where this vLLM version does not say)."""
+    engine = getattr(llm, "llm_engine", None)
+    config = getattr(getattr(engine, "vllm_config", None), "cache_config", None)
+    if config is None:
+        config = getattr(engine, "cache_config", None)
+    value = getattr(config, "enable_prefix_caching", None)
+    return bool(value) if value is not None else None
