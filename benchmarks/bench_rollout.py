@@ -52,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rss", action="store_true", help="measure peak RSS of 8 x --rss-tokens rollouts instead")
     ap.add_argument("--rss-tokens", type=int, default=1024)
     ap.add_argument("--cache", action="store_true", help="compare the engine with and without the KV cache")
+    ap.add_argument("--dtype", default="float32", help="--cache: model dtype (float32 as in configs/grpo-cpu.yaml)")
     ap.add_argument("--questions", type=int, default=2, help="--cache: questions (groups)")
     ap.add_argument("--group", type=int, default=4, help="--cache: rollouts per question (GRPO's G)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
@@ -194,6 +195,7 @@ def cache_comparison(args: argparse.Namespace) -> dict:
         None,
         [
             f"model.name={args.model}",
+            f"model.dtype={args.dtype}",
             "crosslingual.strategy=mono",
             f"agent.max_new_tokens={args.max_new_tokens}",
             f"agent.max_turns={args.max_turns}",
@@ -241,6 +243,7 @@ def cache_comparison(args: argparse.Namespace) -> dict:
     )
     return {
         "model": args.model,
+        "dtype": str(next(policy.model.parameters()).dtype),
         "rollouts": len(plain),
         "group": args.group,
         "mean_generate_turns": round(
