@@ -109,6 +109,10 @@ class CachedHFBackend:
         """Same contract and results as :meth:`HFBackend.generate`; only the uncached suffixes are prefilled."""
         import torch
 
+        if getattr(self.backend.model, "training", False):
+            # With gradient checkpointing a training-mode model drops ``use_cache``: a handed-in cache
+            # would be ignored and the uncached tokens read without their context.
+            return self.backend.generate(prompts, max_new_tokens, stop_strings, sampling)
         contexts = [torch.tensor([int(t) for t in p], dtype=torch.long) for p in prompts]
         self._share_repeated(contexts)
         matches = [self.store.match(c) if len(c) > 1 else (None, 0) for c in contexts]
