@@ -13,11 +13,19 @@ The overhead ratio is generate tok/s over engine tok/s (1.0 = no overhead). The 
 pays for re-reading the whole context each turn (no KV reuse across turns), the inserted
 evidence, stop-string checks and retrieval.
 
+``--cache`` instead compares the engine with and without the KV cache kept across turns
+(``agent.kv_cache``) in one run on the same GRPO-like batch: Q questions x G rollouts
+(seeded sampling, up to 3 search turns, batched BM25 over bundled XQuAD articles, built
+into a temporary index when ``--benchmark``/``--index`` are not given). It checks that both
+give the same tokens and log-probs (to 1e-4) and reports wall time, tokens prefilled and
+the speed-up (uncached seconds / cached seconds), with the load average.
+
 ``--rss`` instead measures, in a fresh process, peak resident memory for 8 rollouts
 grown to 1,024 tokens each (a long real-evidence prompt, then generation to the limit).
 
     python benchmarks/bench_rollout.py --benchmark runs/bench-gap --index runs/index-gap
     python benchmarks/bench_rollout.py --benchmark runs/bench-gap --index runs/index-gap --rss
+    python benchmarks/bench_rollout.py --cache --questions 2 --group 4
 """
 
 from __future__ import annotations
@@ -25,15 +33,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--benchmark", type=Path, required=True, help="benchmark directory (crosearch data build)")
-    ap.add_argument("--index", type=Path, required=True, help="index directory (crosearch index)")
+    ap.add_argument("--benchmark", type=Path, help="benchmark directory (crosearch data build)")
+    ap.add_argument("--index", type=Path, help="index directory (crosearch index)")
     ap.add_argument("--model", default="bundled", help="bundled, tiny, or a HF path/id")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--max-new-tokens", type=int, default=32, help="tokens per model turn")
@@ -41,6 +51,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--answer-tokens", type=int, default=16)
     ap.add_argument("--rss", action="store_true", help="measure peak RSS of 8 x --rss-tokens rollouts instead")
     ap.add_argument("--rss-tokens", type=int, default=1024)
+    ap.add_argument("--cache", action="store_true", help="compare the engine with and without the KV cache")
+    ap.add_argument("--dtype", default="float32", help="--cache: model dtype (float32 as in configs/grpo-cpu.yaml)")
+    ap.add_argument("--questions", type=int, default=2, help="--cache: questions (groups)")
+    ap.add_argument("--group", type=int, default=4, help="--cache: rollouts per question (GRPO's G)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     return ap.parse_args()
 
@@ -168,9 +182,94 @@ def peak_rss(args: argparse.Namespace) -> dict:
     }
 
 
+def cache_comparison(args: argparse.Namespace) -> dict:
+    """The engine with ``agent.kv_cache`` off and on, same requests and seed, one loaded model."""
+    from crosearch.agent.engine import RolloutEngine, RolloutRequest
+    from crosearch.agent.pipelines import load_policy_backend
+    from crosearch.agent.prompts import PromptBuilder
+    from crosearch.config import load_config
+    from crosearch.data.formats import load_squad, squad_examples, squad_passages, xquad_dir
+    from crosearch.retrieval.local import LocalRetriever, build_index
+
+    cfg = load_config(
+        None,
+        [
+            f"model.name={args.model}",
+            f"model.dtype={args.dtype}",
+            "crosslingual.strategy=mono",
+            f"agent.max_new_tokens={args.max_new_tokens}",
+            f"agent.max_turns={args.max_turns}",
+            f"agent.answer_tokens={args.answer_tokens}",
+            "agent.temperature=1.0",
+            f"agent.batch_size={args.questions * args.group}",
+        ],
+    )
+    policy = load_policy_backend(cfg.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.index is None:
+            passages, questions = [], []
+            for lang in ("en", "de"):
+                squad = load_squad(xquad_dir() / f"xquad.{lang}.json.gz", lang)
+                passages += [p for p in squad_passages(squad) if p.article in ("xquad-a00", "xquad-a01")]
+                questions += [q for q in squad_examples(squad) if q.article == "xquad-a00"]
+            build_index(passages, Path(tmp) / "index", progress=False)
+            retriever = LocalRetriever(Path(tmp) / "index")
+        else:
+            from crosearch.data.benchmark import load_benchmark
+
+            questions, retriever = list(load_benchmark(args.benchmark).test), LocalRetriever(args.index)
+        builder = PromptBuilder.from_config(cfg.agent)
+        requests = [
+            RolloutRequest(builder.encode(policy.tokenizer, q.question, q.lang), q.lang, q.exclude, q.id)
+            for q in questions[: args.questions]
+            for _ in range(args.group)
+        ]
+        runs = {}
+        for kv in (False, True):
+            agent = cfg.agent.model_copy(update={"kv_cache": kv})
+            run_cfg = cfg.model_copy(update={"agent": agent})
+            engine = RolloutEngine.from_config(policy.backend, retriever, run_cfg, model=policy.model)
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            rollouts = engine.run(requests)
+            seconds = time.perf_counter() - start
+            session = engine.last_session
+            runs[kv] = (rollouts, seconds, load, getattr(session, "prefilled_tokens", None))
+    (plain, plain_s, plain_load, _), (cached, cached_s, cached_load, prefilled) = runs[False], runs[True]
+    same = all(a.completion_ids == b.completion_ids for a, b in zip(plain, cached))
+    drift = max(
+        (abs(x - y) for a, b in zip(plain, cached) for x, y in zip(a.logprobs, b.logprobs)),
+        default=0.0,
+    )
+    return {
+        "model": args.model,
+        "dtype": str(next(policy.model.parameters()).dtype),
+        "rollouts": len(plain),
+        "group": args.group,
+        "mean_generate_turns": round(
+            sum(sum(t.kind == "generate" for t in r.turns) for r in plain) / max(1, len(plain)), 2
+        ),
+        "searches": sum(r.n_searches for r in plain),
+        "model_tokens": sum(sum(r.env_mask) for r in plain),
+        "inserted_tokens": sum(len(r.env_mask) - sum(r.env_mask) for r in plain),
+        "prefilled_tokens_cached": prefilled,
+        "uncached_s": round(plain_s, 2),
+        "cached_s": round(cached_s, 2),
+        "speedup": round(plain_s / cached_s, 2),
+        "same_tokens": same,
+        "max_logprob_diff": drift,
+        "load_average": [round(plain_load, 2), round(cached_load, 2)],
+    }
+
+
 def main() -> None:
     args = parse_args()
-    result = {"rss": peak_rss(args)} if args.rss else {"throughput": throughput(args)}
+    if args.cache:
+        result = {"cache": cache_comparison(args)}
+    elif args.benchmark is None or args.index is None:
+        raise SystemExit("--benchmark and --index are needed (except with --cache)")
+    else:
+        result = {"rss": peak_rss(args)} if args.rss else {"throughput": throughput(args)}
     print(json.dumps(result, indent=2))
     if args.out is not None:
         from crosearch.io import atomic_write_json

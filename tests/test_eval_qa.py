@@ -113,6 +113,9 @@ def test_each_pipeline_writes_predictions_and_metrics(name, tmp_path, bench_dir,
     if name.startswith("rag"):
         assert 0 < saved["macro"]["tokens_per_retrieval"] <= 400  # crosslingual.token_budget
     assert saved["macro"]["seconds"] > 0
+    throughput = saved["throughput"]
+    assert throughput["questions"] == 6 and throughput["questions_per_second"] > 0
+    assert throughput["questions_per_second"] == pytest.approx(6 / throughput["seconds"], rel=1e-2)
 
 
 def test_direct_never_searches(tmp_path, bench_dir, policy, retriever):
@@ -192,6 +195,7 @@ def test_resume_skips_done_ids_and_drops_torn_line(tmp_path, bench_dir, policy, 
     assert json.loads(again[2])["id"] == json.loads(lines[2])["id"]
     metrics = json.loads((run.out_dir / "metrics.json").read_text())
     assert metrics["n"] == 3
+    assert metrics["throughput"]["questions"] == 1  # the rate counts this invocation's questions only
 
 
 def test_malformed_middle_line_is_a_clear_error(tmp_path):

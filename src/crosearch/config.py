@@ -347,6 +347,11 @@ class AgentConfig(Section):
     top_k: int = Field(0, ge=0, description="0 = no top-k filtering")
     seed: int = 0
     batch_size: int = Field(8, ge=1, description="sequences per generate call")
+    kv_cache: bool = Field(
+        True,
+        description="keep each rollout's KV cache across turns and prefill a group's shared prompt once "
+        "(false = every turn re-reads its whole context; same tokens, slower)",
+    )
     # What one search inserts (strategy, passages per search, token budget) is configured in
     # the crosslingual section; the engine only guarantees the rollout stays within max_total_tokens.
     on_invalid: Literal["feedback", "stop"] = Field(

@@ -10,8 +10,9 @@ top-k/top-p filtering: the quantity TRL's GRPOTrainer recomputes for the policy
 compared or used for importance-sampling corrections. Greedy decoding
 (temperature 0) reports ``log_softmax(logits)``.
 
-KV caches are not reused across turns: each turn re-reads the whole context
-(prefill is cheap next to decoding at these lengths; reuse is a possible speed-up).
+A backend itself keeps no state between calls: each call reads its contexts whole.
+:meth:`HFBackend.session` returns a view for one engine run that keeps the KV cache
+across calls (:mod:`crosearch.agent.kv_cache`); vLLM does the same with its prefix cache.
 """
 
 from __future__ import annotations
@@ -152,13 +153,29 @@ class _Backend:
         return list(self._eos)
 
     def generate(
-        self, prompts: Prompts, max_new_tokens: TokenCaps, stop_strings: Sequence[str], sampling: SamplingParams
+        self,
+        prompts: Prompts,
+        max_new_tokens: TokenCaps,
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
-        """Continue each prompt until a stop string, EOS, or its own token cap."""
-        return self._continue(prompts, _caps(max_new_tokens, len(prompts)), stop_strings, sampling)
+        """Continue each prompt until a stop string, EOS, or its own token cap.
+
+        ``prepare(live, width)`` (the rows that generate, the padded width) may return extra
+        ``model.generate`` arguments: the KV cache of a session (Hugging Face backends only).
+        """
+        return self._continue(prompts, _caps(max_new_tokens, len(prompts)), stop_strings, sampling, prepare=prepare)
 
     def _continue(
-        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
+        self,
+        prompts: Prompts,
+        caps: list[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
         raise NotImplementedError
 
@@ -184,10 +201,26 @@ class HFBackend(_Backend):
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
+    def session(self) -> GenerationBackend:
+        """A view for one engine run that keeps the KV cache across its calls (release it with ``close``)."""
+        from crosearch.agent.kv_cache import CachedHFBackend
+
+        return CachedHFBackend(self)
+
     def _continue(
-        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
+        self,
+        prompts: Prompts,
+        caps: list[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
-        """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call."""
+        """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call.
+
+        ``prepare(live, width)`` (the rows that generate, the padded width) may return extra
+        ``model.generate`` arguments: the KV cache of a session.
+        """
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -228,6 +261,7 @@ class HFBackend(_Backend):
             **knobs,
         )
         device = self.device
+        extra = prepare(live, width) if prepare is not None else {}
         with torch.no_grad(), _seeded(sampling.seed, device):
             sequences = self.model.generate(
                 input_ids=ids.to(device),
@@ -235,6 +269,7 @@ class HFBackend(_Backend):
                 generation_config=config,
                 logits_processor=LogitsProcessorList([recorder]),
                 stopping_criteria=StoppingCriteriaList([watcher]),
+                **extra,
             )
         logprobs = recorder.finish(sequences)
         for row, i in enumerate(live):
@@ -267,8 +302,18 @@ class TeacherForcedBackend(HFBackend):
         super().__init__(model, tokenizer, eos_token_ids=eos_token_ids)
         self.responder = responder
 
+    def session(self) -> GenerationBackend:
+        """Forced text is scored in one pass per turn: there is no cache to keep."""
+        return self
+
     def _continue(
-        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
+        self,
+        prompts: Prompts,
+        caps: list[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
@@ -402,9 +447,22 @@ class VLLMBackend(_Backend):
         self.llm = llm
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
         self._eos = model_eos_ids(None, self.tokenizer)
+        if prefix_caching(llm) is False:
+            from crosearch.errors import CrosearchError
+
+            # Without it every turn re-prefills the whole context and every rollout its group's prompt.
+            raise CrosearchError(
+                "vLLM runs with prefix caching off: multi-turn rollouts need it (enable_prefix_caching=True)"
+            )
 
     def _continue(
-        self, prompts: Prompts, caps: list[int], stop_strings: Sequence[str], sampling: SamplingParams
+        self,
+        prompts: Prompts,
+        caps: list[int],
+        stop_strings: Sequence[str],
+        sampling: SamplingParams,
+        *,
+        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
     ) -> list[Generation]:  # pragma: no cover
         """One ``llm.generate`` call over token prompts, each with its own token cap."""
         from vllm import SamplingParams as VSampling
@@ -437,3 +495,13 @@ class VLLMBackend(_Backend):
                 finish = "stop"
             results.append(Generation(ids, lps, finish, stop))
         return results
+
+
+def prefix_caching(llm: Any) -> bool | None:
+    """Whether a vLLM engine caches prompt prefixes (None where this vLLM version does not say)."""
+    engine = getattr(llm, "llm_engine", None)
+    config = getattr(getattr(engine, "vllm_config", None), "cache_config", None)
+    if config is None:
+        config = getattr(engine, "cache_config", None)
+    value = getattr(config, "enable_prefix_caching", None)
+    return bool(value) if value is not None else None

@@ -203,6 +203,9 @@ class RolloutEngine:
         self.config = config
         self.progress = progress
         self._calls = 0
+        # The backend of the current run: a KV-caching session of ``backend`` when it offers one.
+        self._active: GenerationBackend = backend
+        self.last_session: GenerationBackend | None = None
         encode = self._encode
         self._force_ids = encode(read_prompt_file("force_answer"))
         self._invalid_ids = encode(read_prompt_file("invalid_action"))
@@ -303,7 +306,7 @@ class RolloutEngine:
         size = int(self.config.batch_size)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
-            gens = self.backend.generate(
+            gens = self._active.generate(
                 [states[i].context() for i in chunk], [caps[i] for i in chunk], list(stops), self._sampling()
             )
             for i, gen in zip(chunk, gens):
@@ -323,6 +326,19 @@ class RolloutEngine:
     def run(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
         """Run every request to completion; malformed model output ends a rollout, never raises."""
         states = [self._prepare(r, i) for i, r in enumerate(requests)]
+        session = getattr(self.backend, "session", None)
+        self._active = session() if self.config.kv_cache and session is not None else self.backend
+        self.last_session = self._active
+        try:
+            self._loop(states)
+        finally:
+            close = getattr(self._active, "close", None)
+            if close is not None and self._active is not self.backend:
+                close()
+            self._active = self.backend
+        return [self._rollout(s) for s in states]
+
+    def _loop(self, states: list[_State]) -> None:
         with bar("rollouts", len(states), enabled=self.progress and bool(states), transient=True) as progress:
             for turn_index in range(int(self.config.max_turns)):
                 active = [s for s in states if not s.done and s.stop is None]
@@ -357,7 +373,6 @@ class RolloutEngine:
                 progress.describe(f"rollouts (forced answers, {len(pending)} active)")
                 self._force_answers(pending)
                 progress.advance(len(pending))
-        return [self._rollout(s) for s in states]
 
     def _model_turn(self, s: _State, gen: Generation, turn_index: int) -> Turn:
         text = self._decode(gen.ids)

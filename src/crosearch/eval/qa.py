@@ -306,7 +306,21 @@ def run_qa_eval(
             config,
             temperature=config.eval.temperature,
         )
+        began = time.perf_counter()
         _evaluate(pipeline, todo, pred_path, config, progress=progress, console=console)
+        seconds = time.perf_counter() - began
+        throughput = {
+            "questions": len(todo),
+            "seconds": round(seconds, 3),
+            "questions_per_second": round(len(todo) / seconds, 4) if seconds > 0 else None,
+        }
+        console.print(
+            f"{run.pipeline}: {len(todo)} questions in {seconds:.1f} s "
+            f"({throughput['questions_per_second']} questions/s, model loading excluded)"
+        )
+    else:
+        # A resumed run with nothing left to do measured nothing.
+        throughput = {"questions": 0, "seconds": None, "questions_per_second": None}
 
     wanted = {q.id for q in questions}
     records = [r for r in read_predictions(pred_path) if r["id"] in wanted]
@@ -323,6 +337,8 @@ def run_qa_eval(
         "retriever": None if run.pipeline == "direct" else (config.retrieval.url or config.retrieval.index_dir),
         "n": len(records),
         "stop_reasons": _count(r["stop_reason"] for r in records),
+        # Of this invocation only (a resumed run counts the questions it evaluated itself).
+        "throughput": throughput,
         **summarise(records),
         "config": config.model_dump(mode="json"),
     }
