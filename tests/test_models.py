@@ -167,6 +167,7 @@ def _build_tokenizer_cache(root: str, results) -> None:
     results.put((built, len(tokenizer), tokenizer("The capital of France is").input_ids))
 
 
+@pytest.mark.subprocess
 def test_killed_and_half_written_caches_are_rebuilt_by_concurrent_processes(tmp_path: Path):
     ctx = mp.get_context("spawn")
     root = tmp_path / "cache"

@@ -177,6 +177,7 @@ def _synthetic_collection(path: Path, per_lang: int) -> None:
                 handle.write(json.dumps({"id": f"{lang}-{i}", "lang": lang, "title": "", "text": text}) + "\n")
 
 
+@pytest.mark.subprocess
 def test_killed_build_is_not_loadable_and_resumes(tmp_path):
     collection = tmp_path / "collection.jsonl"
     _synthetic_collection(collection, per_lang=1500)

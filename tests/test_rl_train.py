@@ -192,6 +192,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
     raise AssertionError(f"{path} did not appear in {timeout}s")
 
 
+@pytest.mark.subprocess
 def test_killed_training_resumes_from_the_last_complete_checkpoint(workdir):
     config, recipe = _config(workdir, "resume", max_steps=2, save_steps=1)
     out = Path(config.train.output_dir)
