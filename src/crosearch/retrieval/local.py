@@ -5,7 +5,9 @@ Layout of an index directory::
     manifest.json        written last: an index without it never loads
     store/<lang>/        passages (JSONL + offsets + ids)      + manifest.json
     bm25/<lang>/         bm25s arrays, vocabulary, parameters  + manifest.json
-    dense/<lang>/        FAISS index (only with a dense model) + manifest.json
+    dense/<lang>/        FAISS index + embeddings (only with a dense model) + manifest.json
+    align/               alignment maps fitted on a benchmark's train split (dense, optional)
+    embedding-cache/     passage embeddings by content (see crosearch.retrieval.encoders)
 
 Every ``<kind>/<lang>`` unit is built in a temporary directory, gets its own
 manifest last and is renamed into place, all inside a staging directory
@@ -23,17 +25,18 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError
 from crosearch.io import atomic_write_json
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
-from crosearch.retrieval.fusion import FusionMethod, fuse
+from crosearch.retrieval.alignment import AlignedSpace, AlignMode
+from crosearch.retrieval.fusion import FusionMethod, aligned_fusion, fuse
 from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
 from crosearch.types import Hit, Passage, SearchQuery
 
@@ -55,17 +58,19 @@ class IndexSettings:
     dense_passage_prefix: str = ""
     dense_batch_size: int = 64
     dense_device: str | None = None
+    dense_cache_dir: str | None = None
+    dense_map_ridge: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: RetrievalConfig) -> IndexSettings:
-        if "dense" in cfg.methods and not cfg.dense_model:
+        if "dense" in (cfg.methods or []) and not cfg.dense_model:
             raise CrosearchError("retrieval.methods includes 'dense' but retrieval.dense_model is not set")
         return cls(
             bm25=Bm25Params(k1=cfg.bm25_k1, b=cfg.bm25_b, method=cfg.bm25_method),
             zh_segmenter=cfg.zh_segmenter, index_title=cfg.index_title, dense_model=cfg.dense_model,
             dense_index=cfg.dense_index, dense_query_prefix=cfg.dense_query_prefix,
             dense_passage_prefix=cfg.dense_passage_prefix, dense_batch_size=cfg.dense_batch_size,
-            dense_device=cfg.dense_device,
+            dense_device=cfg.dense_device, dense_cache_dir=cfg.dense_cache_dir, dense_map_ridge=cfg.dense_map_ridge,
         )
 
     @property
@@ -80,7 +85,20 @@ class IndexSettings:
             return {"params": asdict(self.bm25), "zh_segmenter": self.zh_segmenter,
                     "index_title": self.index_title, "analyzer_version": ANALYZER_VERSION}
         return {"model": self.dense_model, "index": self.dense_index, "index_title": self.index_title,
-                "passage_prefix": self.dense_passage_prefix}
+                "passage_prefix": self.dense_passage_prefix, "encoder": self.dense_identity}
+
+    def encoder(self):
+        from crosearch.retrieval.encoders import make_encoder
+
+        return make_encoder(self.dense_model or "", device=self.dense_device, batch_size=self.dense_batch_size,
+                            query_prefix=self.dense_query_prefix, passage_prefix=self.dense_passage_prefix)
+
+    @property
+    def dense_identity(self) -> str | None:
+        """The embedding space of the dense encoder (refused at search time by any other encoder)."""
+        from crosearch.retrieval.encoders import encoder_identity
+
+        return encoder_identity(self.encoder()) if self.dense_model else None
 
 
 def passage_text(p: Passage, index_title: bool) -> str:
@@ -169,17 +187,24 @@ def _build_bm25_unit(directory: Path, passages: list[Passage], settings: IndexSe
     save_bm25(model, directory)
 
 
-def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexSettings, encoder, advance) -> None:
-    from crosearch.retrieval.dense import build_faiss, save_faiss
+def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexSettings, encoder, cache,
+                      advance) -> None:
+    from crosearch.retrieval.dense import build_faiss, save_embeddings, save_faiss
+    from crosearch.retrieval.encoders import encode_passages_cached
 
-    embeddings = encoder.encode_passages([passage_text(p, settings.index_title) for p in passages])
+    embeddings = encode_passages_cached(encoder, [passage_text(p, settings.index_title) for p in passages], cache,
+                                        advance)
+    save_embeddings(embeddings, directory)
     save_faiss(build_faiss(embeddings, settings.dense_index), directory)  # type: ignore[arg-type]
-    advance(len(passages))
 
 
 def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None,
-                *, progress: bool = True) -> BuildReport:
-    """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring."""
+                *, progress: bool = True, train_paragraphs: Collection[str] | None = None) -> BuildReport:
+    """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring.
+
+    ``train_paragraphs`` (the paragraph ids of a benchmark's train split) fit the dense
+    alignment maps; only passages of those paragraphs reach the fit.
+    """
     settings = settings or IndexSettings()
     started = time.perf_counter()
     out = Path(out_dir)
@@ -199,11 +224,18 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
     # Units of languages no longer in the collection (or of a method no longer built) must go.
     for kind_dir in staging.iterdir():
         if kind_dir.is_dir():
+            if kind_dir.name not in ("store", "bm25", "dense"):
+                continue
             for unit in kind_dir.iterdir():
                 if kind_dir.name not in kinds or unit.name not in groups:
                     shutil.rmtree(unit, ignore_errors=True)
 
-    encoder = None
+    encoder = cache = None
+    if settings.dense_model:
+        from crosearch.retrieval.encoders import open_cache
+
+        encoder = settings.encoder()
+        cache = open_cache(settings.dense_cache_dir, staging, out, settings.dense_identity or "")
     with _Progress(progress) as bars:
         for lang, group in groups.items():
             for kind in kinds:
@@ -231,18 +263,16 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
                 elif kind == "bm25":
                     _build_bm25_unit(tmp, group, settings, lang, advance)
                 else:
-                    if encoder is None:
-                        from crosearch.retrieval.dense import DenseEncoder
-
-                        encoder = DenseEncoder(settings.dense_model or "", device=settings.dense_device,
-                                               batch_size=settings.dense_batch_size,
-                                               query_prefix=settings.dense_query_prefix,
-                                               passage_prefix=settings.dense_passage_prefix)
-                    _build_dense_unit(tmp, group, settings, encoder, advance)
+                    _build_dense_unit(tmp, group, settings, encoder, cache, advance)
                 atomic_write_json(tmp / MANIFEST, expected)
                 os.replace(tmp, target)
                 report.built.append(name)
 
+    aligned = None
+    if settings.dense_model:
+        from crosearch.retrieval.alignment import build_alignment_unit
+
+        aligned = build_alignment_unit(staging, groups, train_paragraphs, settings.dense_map_ridge)
     manifest = {
         "format": FORMAT_VERSION,
         "analyzer_version": ANALYZER_VERSION,
@@ -255,7 +285,9 @@ def build_index(passages: Sequence[Passage], out_dir: str | Path, settings: Inde
         "settings": {"bm25": asdict(settings.bm25), "zh_segmenter": settings.zh_segmenter,
                      "index_title": settings.index_title, "dense_model": settings.dense_model,
                      "dense_index": settings.dense_index, "dense_query_prefix": settings.dense_query_prefix,
-                     "dense_passage_prefix": settings.dense_passage_prefix},
+                     "dense_passage_prefix": settings.dense_passage_prefix,
+                     "dense_identity": settings.dense_identity},
+        "alignment": aligned,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(staging / MANIFEST, manifest)
@@ -305,8 +337,10 @@ class LocalRetriever:
     the method's own scores (BM25 score, cosine); otherwise scores are fused scores.
     """
 
-    def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None, fusion: FusionMethod = "rrf",
-                 rrf_k: int = 60, mmap: bool = True, dense_device: str | None = None) -> None:
+    def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None,
+                 fusion: FusionMethod | Literal["auto"] = "rrf", rrf_k: int = 60, mmap: bool = True,
+                 dense_device: str | None = None, dense_model: str | None = None, align: AlignMode = "center",
+                 hybrid_weight: float = 0.0) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
@@ -316,9 +350,9 @@ class LocalRetriever:
             raise CrosearchError(f"{self.index_dir}: the index has no {', '.join(missing)} index "
                                  f"(it has {', '.join(self.available_methods)})")
         self.methods = [m for m in METHOD_ORDER if m in wanted]
-        if fusion not in ("rrf", "score"):
-            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
-        self.fusion: FusionMethod = fusion
+        _check_fusion(fusion)
+        self.fusion = fusion
+        self.hybrid_weight = hybrid_weight
         self.rrf_k = rrf_k
         settings = self.manifest["settings"]
         self._zh = settings["zh_segmenter"]
@@ -330,19 +364,21 @@ class LocalRetriever:
                           for lang in langs}
         self._dense = {}
         self._encoder = None
+        self._aligned: AlignedSpace | None = None
         if "dense" in self.available_methods:
-            from crosearch.retrieval.dense import DenseEncoder, DenseIndex
+            from crosearch.retrieval.dense import DenseIndex
 
+            self._encoder = _query_encoder(self.index_dir, settings, dense_model, dense_device)
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
-            self._encoder = DenseEncoder(settings["dense_model"], device=dense_device,
-                                         query_prefix=settings.get("dense_query_prefix", ""))
+            self._aligned = AlignedSpace(self.index_dir, langs, align, self.manifest.get("alignment"))
 
     @classmethod
     def from_config(cls, config: Config | RetrievalConfig, index_dir: str | Path | None = None) -> LocalRetriever:
         """A retriever for ``retrieval.index_dir`` (or ``index_dir``) searched as the config says."""
         cfg = config.retrieval if isinstance(config, Config) else config
         return cls(index_dir or cfg.index_dir, methods=cfg.methods, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
-                   dense_device=cfg.dense_device)
+                   dense_device=cfg.dense_device, dense_model=cfg.dense_model, align=cfg.dense_align,
+                   hybrid_weight=cfg.hybrid_weight)
 
     @property
     def languages(self) -> list[str]:
@@ -361,7 +397,7 @@ class LocalRetriever:
         return self._stores[lang].get(position)
 
     def search(self, queries: Sequence[SearchQuery], k: int, *, method: str | None = None,
-               fusion: FusionMethod | None = None) -> list[list[Hit]]:
+               fusion: FusionMethod | Literal["auto"] | None = None) -> list[list[Hit]]:
         """For each query, at most ``k`` hits best first; ``method`` restricts to one method for this call."""
         if k < 1:
             raise CrosearchError(f"k must be at least 1, got {k}")
@@ -371,14 +407,20 @@ class LocalRetriever:
                 raise CrosearchError(f"method '{method}' is not in this index (it has {', '.join(self.available_methods)})")
             methods = [method]
         fusion = fusion or self.fusion
-        if fusion not in ("rrf", "score"):
-            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
+        _check_fusion(fusion)
         targets = [self._targets(q) for q in queries]
+        # Per query: one aligned ranking (comparable cosines) or fusion of per-list ranks/scores.
+        modes = [self._fusion_of(fusion, methods, t) for t in targets]
 
         # lists[i] holds the ranked lists of query i; found[i] which methods found each passage.
         lists: list[list[list[tuple[tuple[str, int], float]]]] = [[] for _ in queries]
         found: list[dict[tuple[str, int], set[str]]] = [{} for _ in queries]
+        kinds: list[list[str]] = [[] for _ in queries]
         embeddings = self._embed(queries, targets) if "dense" in methods else None
+        aligned = None
+        if embeddings is not None and "aligned" in modes:
+            assert self._aligned is not None
+            aligned = self._aligned.queries(embeddings, [q.lang for q in queries])
         for lang in self.languages:
             members = [i for i, t in enumerate(targets) if lang in t]
             if not members:
@@ -390,10 +432,11 @@ class LocalRetriever:
                     results = self._bm25[lang].search([queries[i].text for i in members], k, excludes)
                 else:
                     assert embeddings is not None
-                    results = self._dense[lang].search(embeddings[members], k, excludes)
+                    results = self._dense_search(lang, members, modes, embeddings, aligned, k, excludes)
                 for i, ranked in zip(members, results):
                     keyed = [((lang, pos), score) for pos, score in ranked]
                     lists[i].append(keyed)
+                    kinds[i].append(m)
                     for key, _ in keyed:
                         found[i].setdefault(key, set()).add(m)
 
@@ -402,14 +445,57 @@ class LocalRetriever:
             hits = []
             # The query's own language first: fused scores that tie (the top hits of
             # two languages under RRF) then rank own-language evidence first.
-            ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
-            for (lang, pos), score in fuse(ordered, fusion, self.rrf_k)[:k]:
+            if modes[i] == "aligned":
+                ranking = aligned_fusion([r for r, m in zip(lists[i], kinds[i]) if m == "dense"],
+                                         [r for r, m in zip(lists[i], kinds[i]) if m == "bm25"], self.hybrid_weight)
+            else:
+                ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
+                ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
+            for (lang, pos), score in ranking[:k]:
                 p = self._stores[lang].get(pos)
                 tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
                 hits.append(Hit(doc_id=p.id, lang=lang, title=p.title, text=p.text, score=float(score),
                                 method=tag, paragraph=p.paragraph))
             out.append(hits)
         return out
+
+    def _fusion_of(self, fusion: str, methods: Sequence[str], targets: set[str]) -> str:
+        if fusion == "auto":
+            return "aligned" if "dense" in methods and len(targets) > 1 else "rrf"
+        if fusion == "aligned" and "dense" not in methods:
+            raise CrosearchError(f"fusion 'aligned' ranks by dense embeddings, but this search uses {', '.join(methods)} "
+                                 "only (build the index with retrieval.dense_model)")
+        return fusion
+
+    def _dense_search(self, lang: str, members: list[int], modes: list[str], embeddings, aligned, k: int,
+                      excludes: list[set[int]]) -> list[list[tuple[int, float]]]:
+        """Dense hits of ``members`` in ``lang``: aligned cosines for aligned queries, raw for the others."""
+        results: list[list[tuple[int, float]]] = [[] for _ in members]
+        for use_aligned in (False, True):
+            rows = [j for j, i in enumerate(members) if (modes[i] == "aligned") == use_aligned]
+            if not rows:
+                continue
+            picked = [members[j] for j in rows]
+            if use_aligned:
+                assert self._aligned is not None
+                found = self._aligned.index(lang, self._dense[lang]).search(aligned[picked], k, [excludes[j] for j in rows])
+            else:
+                found = self._dense[lang].search(embeddings[picked], k, [excludes[j] for j in rows])
+            for j, ranked in zip(rows, found):
+                results[j] = ranked
+        return results
+
+    def passage_embeddings(self, lang: str, positions: Sequence[int]):
+        """Aligned embeddings of stored passages (for similarity between passages); None without a dense index."""
+        if self._aligned is None:
+            return None
+        return self._aligned.passages(lang, positions)
+
+    def query_embeddings(self, texts: Sequence[str], langs: Sequence[str | None]):
+        """Aligned embeddings of query texts; None without a dense index."""
+        if self._aligned is None or self._encoder is None:
+            return None
+        return self._aligned.queries(self._encoder.encode_queries(list(texts)), langs)
 
     def _targets(self, query: SearchQuery) -> set[str]:
         if query.search_langs is None:
@@ -438,6 +524,28 @@ class LocalRetriever:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+
+
+def _check_fusion(fusion: str) -> None:
+    if fusion not in ("auto", "rrf", "score", "aligned"):
+        raise CrosearchError(f"unknown fusion '{fusion}' (choose 'auto', 'rrf', 'score' or 'aligned')")
+
+
+def _query_encoder(index_dir: Path, settings: dict[str, Any], requested: str | None, device: str | None):
+    """The encoder of the index's dense embeddings; a run asking for another encoder is refused."""
+    from crosearch.retrieval.encoders import encoder_identity, make_encoder
+
+    built = settings["dense_model"]
+    if requested and requested != built:
+        raise CrosearchError(f"{index_dir}: its dense index was built with encoder '{built}', but retrieval.dense_model "
+                             f"is '{requested}'; rebuild the index with `crosearch index` or set dense_model to '{built}'")
+    encoder = make_encoder(built, device=device, query_prefix=settings.get("dense_query_prefix", ""),
+                           passage_prefix=settings.get("dense_passage_prefix", ""))
+    identity = settings.get("dense_identity")
+    if identity and identity != encoder_identity(encoder):
+        raise CrosearchError(f"{index_dir}: its dense embeddings come from {identity}, this installation encodes "
+                             f"queries with {encoder_identity(encoder)}; rebuild the index with `crosearch index`")
+    return encoder
 
 
 def load_retriever(config: Config):
