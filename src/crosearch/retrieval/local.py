@@ -338,7 +338,7 @@ class LocalRetriever:
     """
 
     def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None,
-                 fusion: FusionMethod | Literal["auto"] = "rrf", rrf_k: int = 60, mmap: bool = True,
+                 fusion: FusionMethod | Literal["auto"] = "auto", rrf_k: int = 60, mmap: bool = True,
                  dense_device: str | None = None, dense_model: str | None = None, align: AlignMode = "center",
                  hybrid_weight: float = 0.0) -> None:
         self.index_dir = Path(index_dir)
@@ -485,17 +485,13 @@ class LocalRetriever:
                 results[j] = ranked
         return results
 
-    def passage_embeddings(self, lang: str, positions: Sequence[int]):
-        """Aligned embeddings of stored passages (for similarity between passages); None without a dense index."""
-        if self._aligned is None:
-            return None
-        return self._aligned.passages(lang, positions)
+    def hit_embeddings(self, hits: Sequence[Hit]):
+        """Aligned embeddings of retrieved passages, one row per hit (None without a dense index)."""
+        import numpy as np
 
-    def query_embeddings(self, texts: Sequence[str], langs: Sequence[str | None]):
-        """Aligned embeddings of query texts; None without a dense index."""
-        if self._aligned is None or self._encoder is None:
+        if self._aligned is None or not hits:
             return None
-        return self._aligned.queries(self._encoder.encode_queries(list(texts)), langs)
+        return np.stack([self._aligned.passages(h.lang, [self._stores[h.lang].position[h.doc_id]])[0] for h in hits])
 
     def _targets(self, query: SearchQuery) -> set[str]:
         if query.search_langs is None:
