@@ -94,7 +94,8 @@ def eval_retrieval(
     report = evaluate_retrieval(retriever, questions, k_list, scope_list)  # type: ignore[arg-type]
     result = {"benchmark": str(benchmark), "setting": bench.setting, "split": split,
               "index": cfg.retrieval.url or cfg.retrieval.index_dir, "methods": cfg.retrieval.methods,
-              "fusion": cfg.retrieval.fusion, **report.to_dict()}
+              "fusion": cfg.retrieval.fusion, "dense_align": cfg.retrieval.dense_align,
+              "hybrid_weight": cfg.retrieval.hybrid_weight, **report.to_dict()}
     if out is not None:
         atomic_write_json(out, result)
     for table in report_tables(report, title=f"{bench.setting}/{split}"):

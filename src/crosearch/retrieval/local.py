@@ -428,12 +428,16 @@ class LocalRetriever:
             position = self._stores[lang].position
             excludes = [{position[pid] for pid in queries[i].exclude if pid in position} for i in members]
             for m in methods:
+                searched, skipped = members, excludes
                 if m == "bm25":
-                    results = self._bm25[lang].search([queries[i].text for i in members], k, excludes)
+                    if self.hybrid_weight == 0:  # an aligned ranking without BM25 weight needs no BM25 lists
+                        kept = [j for j, i in enumerate(members) if modes[i] != "aligned"]
+                        searched, skipped = [members[j] for j in kept], [excludes[j] for j in kept]
+                    results = self._bm25[lang].search([queries[i].text for i in searched], k, skipped) if searched else []
                 else:
                     assert embeddings is not None
                     results = self._dense_search(lang, members, modes, embeddings, aligned, k, excludes)
-                for i, ranked in zip(members, results):
+                for i, ranked in zip(searched, results):
                     keyed = [((lang, pos), score) for pos, score in ranked]
                     lists[i].append(keyed)
                     kinds[i].append(m)
