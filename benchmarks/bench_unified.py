@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    # name: (methods, fusion, dense_align, hybrid_weight)
-    "bm25-rrf": (["bm25"], "rrf", "none", 0.0),
-    "dense-raw": (["dense"], "aligned", "none", 0.0),
-    "dense-centred": (["dense"], "aligned", "center", 0.0),
-    "dense-mapped": (["dense"], "aligned", "map", 0.0),
-    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1),
-    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1),
+    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm)
+    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query"),
+    "dense-raw": (["dense"], "aligned", "none", 0.0, "query"),
+    "dense-centred": (["dense"], "aligned", "center", 0.0, "query"),
+    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query"),
+    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query"),
+    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query"),
 }
 
 
@@ -43,7 +43,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--settings", nargs="+", default=["no-native", "full"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--hybrid-weights", nargs="*", type=float, default=[],
-                    help="extra hybrid weights to measure (hybrid-centred-W)")
+                    help="extra hybrid weights to measure (hybrid-{centred,mapped}-NORM-W)")
+    ap.add_argument("--hybrid-norms", nargs="+", default=["query"], choices=["list", "query"])
     ap.add_argument("--work", default="runs/bench-unified", help="indexes")
     ap.add_argument("--out", default="benchmarks/results/unified.json")
     return ap.parse_args()
@@ -96,8 +97,9 @@ def evaluate(args) -> None:
 
     variants = dict(VARIANTS)
     for w in args.hybrid_weights:
-        variants[f"hybrid-centred-{w:g}"] = (["bm25", "dense"], "aligned", "center", w)
-        variants[f"hybrid-mapped-{w:g}"] = (["bm25", "dense"], "aligned", "map", w)
+        for norm in args.hybrid_norms:
+            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm)
+            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm)
     chosen = [v for v in variants if v in args.variants or v not in VARIANTS]
     cache = EmbeddingCache(args.cache, BundledEncoder().identity)
     results: dict = {"settings": {}}
@@ -122,9 +124,9 @@ def evaluate(args) -> None:
                          "test_articles": len({q.article for q in test})}
         row["index"] = {"build_s_from_cache": round(build_s, 1), "dense_bytes": size}
         for name in chosen:
-            methods, fusion, align, weight = variants[name]
+            methods, fusion, align, weight, norm = variants[name]
             retriever = LocalRetriever(index_dir, methods=methods, fusion=fusion, align=align,  # type: ignore[arg-type]
-                                       hybrid_weight=weight)
+                                       hybrid_weight=weight, hybrid_norm=norm)
             start = time.perf_counter()
             report = evaluate_retrieval(retriever, test, (1, 5, 10), ("all",), progress=False)
             seconds = time.perf_counter() - start

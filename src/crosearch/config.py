@@ -69,8 +69,11 @@ class RetrievalConfig(Section):
         "center", description="aligned ranking: raw cosines, per-language mean-centring (means of the collection), or "
                               "centring plus per-language linear maps fitted on the train split's parallel paragraphs")
     dense_map_ridge: float = Field(1.0, gt=0.0, description="ridge pull of the fitted maps towards the identity (set at build)")
-    hybrid_weight: float = Field(0.0, ge=0.0, description="aligned fusion: weight of each language's BM25 score divided by "
-                                                          "its top score (0 = dense only)")
+    hybrid_weight: float = Field(0.0, ge=0.0, description="aligned fusion: weight of the normalised BM25 score added to "
+                                                          "the aligned cosine (0 = dense only)")
+    hybrid_norm: Literal["list", "query"] = Field(
+        "query", description="BM25 divided by its own language's top score ('list'), or by the top over all languages "
+                             "the query searched ('query')")
 
 
 class ModelConfig(Section):

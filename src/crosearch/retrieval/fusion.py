@@ -45,12 +45,18 @@ def minmax_fusion(lists: Sequence[Sequence[tuple[Key, float]]]) -> list[tuple[Ke
     return _sorted(fused)
 
 
-def aligned_fusion(dense: Sequence[Sequence[tuple[Key, float]]], lexical: Sequence[Sequence[tuple[Key, float]]],
-                   weight: float = 0.0) -> list[tuple[Key, float]]:
-    """One ranking by aligned cosine, plus ``weight`` x (BM25 / the top BM25 score of its list); best first.
+HybridNorm = Literal["list", "query"]
 
-    A passage that only BM25 found is given the lowest cosine any dense list returned
-    for this query: it ranked below all of them there.
+
+def aligned_fusion(dense: Sequence[Sequence[tuple[Key, float]]], lexical: Sequence[Sequence[tuple[Key, float]]],
+                   weight: float = 0.0, norm: HybridNorm = "query") -> list[tuple[Key, float]]:
+    """One ranking by aligned cosine, plus ``weight`` x a normalised BM25 score; best first.
+
+    ``norm``: BM25 divided by the top BM25 score of its own list (``list``: every
+    language's best match gets the full weight), or by the top over all the query's
+    lists (``query``: a language whose best match is weak gets little). A passage
+    that only BM25 found is given the lowest cosine any dense list returned for
+    this query: it ranked below all of them there.
     """
     fused: dict[Key, float] = {}
     for ranked in dense:
@@ -58,8 +64,9 @@ def aligned_fusion(dense: Sequence[Sequence[tuple[Key, float]]], lexical: Sequen
             fused[key] = max(score, fused.get(key, score))
     if weight > 0:
         floor = min(fused.values(), default=0.0)
+        overall = max((ranked[0][1] for ranked in lexical if ranked), default=0.0)
         for ranked in lexical:
-            top = ranked[0][1] if ranked else 0.0
+            top = (ranked[0][1] if ranked else 0.0) if norm == "list" else overall
             if top <= 0:
                 continue
             for key, score in ranked:

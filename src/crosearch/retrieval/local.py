@@ -36,7 +36,7 @@ from crosearch.io import atomic_write_json
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
 from crosearch.retrieval.alignment import AlignedSpace, AlignMode
-from crosearch.retrieval.fusion import FusionMethod, aligned_fusion, fuse
+from crosearch.retrieval.fusion import FusionMethod, HybridNorm, aligned_fusion, fuse
 from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
 from crosearch.types import Hit, Passage, SearchQuery
 
@@ -340,7 +340,7 @@ class LocalRetriever:
     def __init__(self, index_dir: str | Path, *, methods: Sequence[str] | None = None,
                  fusion: FusionMethod | Literal["auto"] = "auto", rrf_k: int = 60, mmap: bool = True,
                  dense_device: str | None = None, dense_model: str | None = None, align: AlignMode = "center",
-                 hybrid_weight: float = 0.0) -> None:
+                 hybrid_weight: float = 0.0, hybrid_norm: HybridNorm = "query") -> None:
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
@@ -353,6 +353,7 @@ class LocalRetriever:
         _check_fusion(fusion)
         self.fusion = fusion
         self.hybrid_weight = hybrid_weight
+        self.hybrid_norm: HybridNorm = hybrid_norm
         self.rrf_k = rrf_k
         settings = self.manifest["settings"]
         self._zh = settings["zh_segmenter"]
@@ -378,7 +379,7 @@ class LocalRetriever:
         cfg = config.retrieval if isinstance(config, Config) else config
         return cls(index_dir or cfg.index_dir, methods=cfg.methods, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
                    dense_device=cfg.dense_device, dense_model=cfg.dense_model, align=cfg.dense_align,
-                   hybrid_weight=cfg.hybrid_weight)
+                   hybrid_weight=cfg.hybrid_weight, hybrid_norm=cfg.hybrid_norm)
 
     @property
     def languages(self) -> list[str]:
@@ -451,7 +452,8 @@ class LocalRetriever:
             # two languages under RRF) then rank own-language evidence first.
             if modes[i] == "aligned":
                 ranking = aligned_fusion([r for r, m in zip(lists[i], kinds[i]) if m == "dense"],
-                                         [r for r, m in zip(lists[i], kinds[i]) if m == "bm25"], self.hybrid_weight)
+                                         [r for r, m in zip(lists[i], kinds[i]) if m == "bm25"], self.hybrid_weight,
+                                         self.hybrid_norm)
             else:
                 ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
                 ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
