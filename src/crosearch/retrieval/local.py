@@ -492,10 +492,14 @@ class LocalRetriever:
         return results
 
     def hit_embeddings(self, hits: Sequence[Hit]):
-        """Aligned embeddings of retrieved passages, one row per hit (None without a dense index)."""
+        """Aligned embeddings of retrieved passages, one row per hit.
+
+        None without a dense index, and with ``dense_align: none``: raw cosines of one
+        encoder are high for any two passages of a language, so they say little about duplicates.
+        """
         import numpy as np
 
-        if self._aligned is None or not hits:
+        if self._aligned is None or self._aligned.mode == "none" or not hits:
             return None
         return np.stack([self._aligned.passages(h.lang, [self._stores[h.lang].position[h.doc_id]])[0] for h in hits])
 
