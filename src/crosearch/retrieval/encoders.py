@@ -246,3 +246,18 @@ def open_cache(cache_dir: str | None, staging: Path, out: Path, identity: str) -
                 except OSError:
                     shutil.copy2(shard, target)
     return cache
+
+
+def index_encoder(index_dir: Path, settings: dict, requested: str | None, device: str | None):
+    """The encoder of the index's dense embeddings; a run asking for another encoder is refused."""
+    built = settings["dense_model"]
+    if requested and requested != built:
+        raise CrosearchError(f"{index_dir}: its dense index was built with encoder '{built}', but retrieval.dense_model "
+                             f"is '{requested}'; rebuild the index with `crosearch index` or set dense_model to '{built}'")
+    encoder = make_encoder(built, device=device, query_prefix=settings.get("dense_query_prefix", ""),
+                           passage_prefix=settings.get("dense_passage_prefix", ""))
+    identity = settings.get("dense_identity")
+    if identity and identity != encoder_identity(encoder):
+        raise CrosearchError(f"{index_dir}: its dense embeddings come from {identity}, this installation encodes "
+                             f"queries with {encoder_identity(encoder)}; rebuild the index with `crosearch index`")
+    return encoder

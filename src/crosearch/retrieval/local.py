@@ -33,9 +33,9 @@ from typing import Any, Literal
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError
 from crosearch.io import atomic_write_json
+from crosearch.retrieval.alignment import AlignedSpace, AlignMode
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
-from crosearch.retrieval.alignment import AlignedSpace, AlignMode
 from crosearch.retrieval.fusion import FusionMethod, HybridNorm, aligned_fusion, fuse
 from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
 from crosearch.types import Hit, Passage, SearchQuery
@@ -368,8 +368,9 @@ class LocalRetriever:
         self._aligned: AlignedSpace | None = None
         if "dense" in self.available_methods:
             from crosearch.retrieval.dense import DenseIndex
+            from crosearch.retrieval.encoders import index_encoder
 
-            self._encoder = _query_encoder(self.index_dir, settings, dense_model, dense_device)
+            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device)
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
             self._aligned = AlignedSpace(self.index_dir, langs, align, self.manifest.get("alignment"))
 
@@ -535,23 +536,6 @@ class LocalRetriever:
 def _check_fusion(fusion: str) -> None:
     if fusion not in ("auto", "rrf", "score", "aligned"):
         raise CrosearchError(f"unknown fusion '{fusion}' (choose 'auto', 'rrf', 'score' or 'aligned')")
-
-
-def _query_encoder(index_dir: Path, settings: dict[str, Any], requested: str | None, device: str | None):
-    """The encoder of the index's dense embeddings; a run asking for another encoder is refused."""
-    from crosearch.retrieval.encoders import encoder_identity, make_encoder
-
-    built = settings["dense_model"]
-    if requested and requested != built:
-        raise CrosearchError(f"{index_dir}: its dense index was built with encoder '{built}', but retrieval.dense_model "
-                             f"is '{requested}'; rebuild the index with `crosearch index` or set dense_model to '{built}'")
-    encoder = make_encoder(built, device=device, query_prefix=settings.get("dense_query_prefix", ""),
-                           passage_prefix=settings.get("dense_passage_prefix", ""))
-    identity = settings.get("dense_identity")
-    if identity and identity != encoder_identity(encoder):
-        raise CrosearchError(f"{index_dir}: its dense embeddings come from {identity}, this installation encodes "
-                             f"queries with {encoder_identity(encoder)}; rebuild the index with `crosearch index`")
-    return encoder
 
 
 def load_retriever(config: Config):
