@@ -38,7 +38,7 @@ VARIANTS = {
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["encode", "eval"])
+    ap.add_argument("stage", choices=["encode", "eval", "table"])
     ap.add_argument("--cache", default="runs/emb-cache", help="embedding cache directory")
     ap.add_argument("--settings", nargs="+", default=["no-native", "full"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
@@ -168,9 +168,37 @@ def evaluate(args) -> None:
             retriever.close()
 
 
+def print_table(args) -> None:
+    """Markdown tables of a results file: macro averages per setting, scope and variant; R@5 per language."""
+    results = json.loads(Path(args.out).read_text())
+    print("| setting | scope | variant | R@1 | R@5 | R@10 | MRR | lowest R@5 (lang) |")
+    print("|---|---|---|---|---|---|---|---|")
+    per_lang = []
+    for setting, row in results["settings"].items():
+        for name, res in row.items():
+            if name in ("subset", "index", "latency_ms"):
+                continue
+            for scope in ("mono", "all"):
+                if scope not in res:
+                    continue
+                by = res[scope]
+                avg = by["avg"]
+                low = min((r["r5"], lang) for lang, r in by.items() if lang != "avg")
+                print(f"| {setting} | {scope} | {name} | {avg['r1']:.3f} | {avg['r5']:.3f} | {avg['r10']:.3f} | "
+                      f"{avg['mrr']:.3f} | {low[0]:.3f} ({low[1]}) |")
+                if scope == "all":
+                    per_lang.append((setting, name, by))
+    langs = sorted(lang for lang in per_lang[0][2] if lang != "avg") if per_lang else []
+    print()
+    print("| setting | variant | " + " | ".join(f"R@5 {lang}" for lang in langs) + " |")
+    print("|---|---|" + "---|" * len(langs))
+    for setting, name, by in per_lang:
+        print(f"| {setting} | {name} | " + " | ".join(f"{by[lang]['r5']:.3f}" for lang in langs) + " |")
+
+
 def main() -> None:
     args = parse_args()
-    encode(args) if args.stage == "encode" else evaluate(args)
+    {"encode": encode, "eval": evaluate, "table": print_table}[args.stage](args)
 
 
 if __name__ == "__main__":
