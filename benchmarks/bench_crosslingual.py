@@ -11,7 +11,10 @@ each strategy gathers evidence for every question's own text as the query:
 - ``xl-policy-q``: crosslingual with the policy model translating the queries only (foreign
   evidence shown in its language, no duplicate detection): no passage is translated;
 - ``xl-policy``: the full crosslingual strategy with the policy model translating queries and
-  foreign candidates (duplicates detected on the translations, evidence shown translated).
+  foreign candidates (duplicates detected on the translations, evidence shown translated);
+- ``xl-aligned`` (with ``--dense-model``): crosslingual with ``ranking: aligned``, one search
+  of all languages with the question's own text ranked by the aligned dense score, no
+  translation, duplicates by 3-grams and by aligned embedding similarity.
 
 Reported per language and averaged: recall (gold paragraph, in any language, among the
 inserted passages), answer coverage (a gold answer string of the question's language
@@ -56,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work", default="runs/bench-crosslingual", help="indexes and the translation cache")
     ap.add_argument("--out", default="benchmarks/results/crosslingual.json")
     ap.add_argument("--keep-cache", action="store_true", help="reuse the translation cache of an earlier run")
+    ap.add_argument("--dense-model", default=None, help="also index with this dense model (e.g. bundled)")
+    ap.add_argument("--dense-cache", default=None, help="passage-embedding cache shared by the settings' indexes")
     return ap.parse_args()
 
 
@@ -82,7 +87,7 @@ def main() -> None:
     from crosearch.data.benchmark import build_benchmark
     from crosearch.io import atomic_write_json
     from crosearch.models import load_policy
-    from crosearch.retrieval.local import LocalRetriever, build_index
+    from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -96,13 +101,23 @@ def main() -> None:
             Path(str(cache_file) + suffix).unlink(missing_ok=True)
     policy_backend = PolicyTranslator(model, tokenizer, model_id=args.model, batch_size=8, max_new_tokens=48)
     cached_policy = CachedTranslator(policy_backend, TranslationCache(cache_file))
-    translators = {"xl-none": IdentityTranslator(), "xl-policy-q": cached_policy, "xl-policy": cached_policy}
+    translators = {
+        "xl-none": IdentityTranslator(),
+        "xl-policy-q": cached_policy,
+        "xl-policy": cached_policy,
+        "xl-aligned": IdentityTranslator(),
+    }
     results: dict = {"args": vars(args), "model_load_s": round(load_s, 1), "settings": {}}
 
     for setting in args.settings:
         bench = build_benchmark(DataConfig(setting=setting, passages="sentences", seed=args.seed))
         index_dir = work / f"index-{setting}"
-        build_index(bench.collection, index_dir, progress=False)
+        build_index(
+            bench.collection,
+            index_dir,
+            IndexSettings(dense_model=args.dense_model, dense_cache_dir=args.dense_cache),
+            progress=False,
+        )
         retriever = LocalRetriever(index_dir)
         questions = sample_questions(bench.test, args.langs, args.per_lang, args.seed)
         res_setting: dict = {}
@@ -118,6 +133,7 @@ def main() -> None:
                 per_lang_k=args.concat_per_lang if name == "concat" else None,
                 dedup_threshold=1.0 if strategy == "xl-policy-q" else args.dedup_threshold,
                 render="original" if strategy == "xl-policy-q" else "translate",
+                ranking="aligned" if strategy == "xl-aligned" else "rrf",
             )
             queries = [IntegrationQuery(q.question, q.lang, frozenset(q.exclude)) for q in questions]
             timings = {}

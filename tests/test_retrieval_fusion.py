@@ -43,3 +43,29 @@ def test_fuse_single_list_passes_through_and_empty_lists():
     assert fuse([ranked, [("c", 1.0)]], "score")[0] == ("a", 1.0)
     with pytest.raises(ValueError):
         fuse([ranked, ranked], "nope")  # type: ignore[arg-type]
+
+
+def test_aligned_fusion_ranks_by_cosine_across_lists_and_adds_relative_bm25():
+    from crosearch.retrieval.fusion import aligned_fusion
+
+    dense = [[("de1", 0.50), ("de2", 0.20)], [("en1", 0.60), ("en2", 0.10)]]
+    # One ranking by cosine across languages, not round-robin by rank.
+    assert [k for k, _ in aligned_fusion(dense, [], 0.0)] == ["en1", "de1", "de2", "en2"]
+    bm25 = [[("de1", 12.0), ("de3", 6.0)]]
+    fused = dict(aligned_fusion(dense, bm25, 0.5, "list"))
+    assert fused["de1"] == pytest.approx(0.50 + 0.5 * 1.0)
+    # Found by BM25 only: the lowest cosine of the dense lists plus its relative BM25 score.
+    assert fused["de3"] == pytest.approx(0.10 + 0.5 * 0.5)
+    assert fused["en1"] == pytest.approx(0.60)
+
+
+def test_aligned_fusion_query_norm_scales_bm25_by_the_best_list():
+    from crosearch.retrieval.fusion import aligned_fusion
+
+    dense = [[("de1", 0.5)], [("en1", 0.5)]]
+    bm25 = [[("de1", 12.0)], [("en1", 3.0)]]
+    fused = dict(aligned_fusion(dense, bm25, 0.4, "query"))
+    # en's best BM25 match is weak next to de's, so it gets a quarter of the weight.
+    assert fused["de1"] == pytest.approx(0.5 + 0.4)
+    assert fused["en1"] == pytest.approx(0.5 + 0.1)
+    assert dict(aligned_fusion(dense, bm25, 0.4, "list"))["en1"] == pytest.approx(0.9)

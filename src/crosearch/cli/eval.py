@@ -136,6 +136,8 @@ def eval_retrieval(
         "index": cfg.retrieval.url or cfg.retrieval.index_dir,
         "methods": cfg.retrieval.methods,
         "fusion": cfg.retrieval.fusion,
+        "dense_align": cfg.retrieval.dense_align,
+        "hybrid_weight": cfg.retrieval.hybrid_weight,
         **report.to_dict(),
     }
     if out is not None:

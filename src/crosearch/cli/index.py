@@ -26,6 +26,8 @@ def index(
 ) -> None:
     """Build the per-language BM25 indexes (and dense indexes when retrieval.dense_model is set).
 
+    Given a benchmark directory, the dense alignment maps are fitted on its train split.
+
     An interrupted build resumes where it stopped when run again with the same --out;
     only languages whose passages or settings changed are rebuilt. A second build of the
     same --out while one runs is refused. `crosearch index verify DIR` checks an index's files.
@@ -37,14 +39,20 @@ def index(
     from rich.console import Console
 
     from crosearch.retrieval.local import IndexSettings, build_index
-    from crosearch.retrieval.store import read_collection
+    from crosearch.retrieval.store import read_collection, train_paragraphs
 
     cfg = resolve_config(config, overrides)
     target = out or Path(cfg.retrieval.index_dir)
     console = Console(stderr=True)
     settings = IndexSettings.from_config(cfg.retrieval)
     passages = read_collection(collection)
-    report = build_index(passages, target, settings, progress=not quiet)
+    report = build_index(
+        passages,
+        target,
+        settings,
+        progress=not quiet,
+        train_paragraphs=train_paragraphs(collection) if settings.dense_model else None,
+    )
     langs = ", ".join(f"{lang} {n}" for lang, n in report.languages.items())
     console.print(
         f"index {target}: {sum(report.languages.values())} passages ({langs}); "

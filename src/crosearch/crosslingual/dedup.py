@@ -4,6 +4,9 @@ Two passages that state the same content in two languages look alike once one
 is translated into the other's language. Character 3-grams (over lowercased
 word characters) compare them robustly to inflection, transliteration and the
 small errors of a small translator, and work for scripts written without spaces.
+Aligned embeddings (see :mod:`crosearch.retrieval.alignment`) compare passages
+without any translation: two passages whose cosine reaches ``vector_threshold``
+are duplicates too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import regex
 
 _WORD_RE = regex.compile(r"\w+")
@@ -50,7 +54,13 @@ class DuplicateDrop:
 
 
 def deduplicate(
-    texts: Sequence[str], langs: Sequence[str], preferred_lang: str, threshold: float, n: int = 3
+    texts: Sequence[str],
+    langs: Sequence[str],
+    preferred_lang: str,
+    threshold: float,
+    n: int = 3,
+    vectors: np.ndarray | None = None,
+    vector_threshold: float = 1.0,
 ) -> tuple[list[int], list[DuplicateDrop]]:
     """Group near-duplicate texts (given best first) and keep one per group.
 
@@ -62,13 +72,17 @@ def deduplicate(
     if len(texts) != len(langs):
         raise ValueError("texts and langs differ in length")
     grams = [char_ngrams(t, n) for t in texts]
+    cosine = vectors @ vectors.T if vectors is not None and vector_threshold < 1.0 else None
     groups: list[list[int]] = []
     for i in range(len(texts)):
         match, match_sim = None, 0.0
-        if threshold < 1.0:
-            for g, members in enumerate(groups):
-                sim = max(jaccard(grams[i], grams[m]) for m in members)
-                if sim >= threshold and sim > match_sim:
+        for g, members in enumerate(groups):
+            for m in members:
+                sim = jaccard(grams[i], grams[m]) if threshold < 1.0 else 0.0
+                close = threshold < 1.0 and sim >= threshold
+                if cosine is not None and cosine[i, m] >= vector_threshold:
+                    close, sim = True, max(sim, float(cosine[i, m]))
+                if close and sim > match_sim:
                     match, match_sim = g, sim
         if match is None:
             groups.append([i])
@@ -87,5 +101,9 @@ def deduplicate(
                 reason = f"same content as a {preferred_lang} passage (question language preferred)"
             else:
                 reason = "same content as a better-ranked passage"
-            drops.append(DuplicateDrop(dropped=m, kept=keep, similarity=jaccard(grams[m], grams[keep]), reason=reason))
+            similarity = jaccard(grams[m], grams[keep])
+            if cosine is not None and cosine[m, keep] >= vector_threshold and similarity < threshold:
+                similarity = float(cosine[m, keep])
+                reason += ", by embedding"
+            drops.append(DuplicateDrop(dropped=m, kept=keep, similarity=similarity, reason=reason))
     return kept, drops

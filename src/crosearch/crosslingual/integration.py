@@ -10,8 +10,11 @@
     language with its own query in one batched retriever call, rank the pooled
     candidates on one scale (reciprocal rank fusion, or raw scores for
     multilingual dense retrieval), and drop cross-language duplicates (compared
-    after translation into the question's language), keeping the question's
-    language; (c) render foreign evidence aligned with the primary: translated
+    after translation into the question's language, and by aligned embedding
+    similarity when the index has one), keeping the question's language; with
+    ``ranking: aligned`` (a) is skipped and (b) is one search of all languages with
+    the question's own text, ranked by the retriever's aligned dense score, so
+    translating the query is optional; (c) render foreign evidence aligned with the primary: translated
     into the question's language (or kept in the original with its language
     marked) and labelled as supplementary.
 
@@ -204,8 +207,11 @@ class Integrator:
             raise CrosearchError(
                 f"unknown integration strategy '{settings.strategy}'; choose one of {', '.join(STRATEGIES)}"
             )
-        if settings.strategy == "crosslingual" and translator is None:
-            raise CrosearchError("the crosslingual strategy needs a translator (use translator 'none' for identity)")
+        if settings.strategy == "crosslingual" and translator is None and settings.ranking != "aligned":
+            raise CrosearchError(
+                "the crosslingual strategy needs a translator (use translator 'none' for identity) "
+                "unless its ranking is 'aligned'"
+            )
         self.retriever = retriever
         self.settings = settings
         self.translator = translator
@@ -335,6 +341,8 @@ class Integrator:
     def _crosslingual(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
         per_lang = self.settings.per_lang_k or k
         langs_per_query = [self._languages_for(q.lang) for q in queries]
+        if self.settings.ranking == "aligned":
+            return self._aligned(queries, langs_per_query, k)
 
         # (a) query translation, one batched call per target language.
         owners = [qi for qi, langs in enumerate(langs_per_query) for _ in langs]
@@ -364,9 +372,31 @@ class Integrator:
             pools.append(self._rank(lists)[: 2 * k])
             traces.append(trace)
 
-        # (c) translate foreign candidates (texts and titles) into each question's language:
+        return self._select(queries, pools, traces, k)
+
+    def _aligned(self, queries: Sequence[IntegrationQuery], langs_per_query: list[list[str]], k: int) -> list[Evidence]:
+        """(b) as one search of all languages, ranked by the retriever's aligned score (no query translation)."""
+        requests = [
+            SearchQuery(text=q.text, lang=q.lang, search_langs=langs, exclude=q.exclude)
+            for q, langs in zip(queries, langs_per_query)
+        ]
+        # Keep a margin beyond k so that duplicates removed below can be replaced.
+        pools = [hits[: 2 * k] for hits in self._search(requests, 2 * k)]
+        traces = [
+            EvidenceTrace(strategy="crosslingual", languages_searched=langs, candidates=len(pool))
+            for langs, pool in zip(langs_per_query, pools)
+        ]
+        return self._select(queries, pools, traces, k)
+
+    def _select(
+        self, queries: Sequence[IntegrationQuery], pools: list[list[Hit]], traces: list[EvidenceTrace], k: int
+    ) -> list[Evidence]:
+        """(c) translate and de-duplicate each ranked pool, keep the best ``k``, render them."""
+        # Translate foreign candidates (texts and titles) into each question's language:
         # needed to compare them with the primary evidence, and to show them aligned.
-        need_translation = self.settings.render == "translate" or self.settings.dedup_threshold < 1.0
+        need_translation = self.translator is not None and (
+            self.settings.render == "translate" or self.settings.dedup_threshold < 1.0
+        )
         passages = [[self._passage(h, q.lang) for h in pool] for q, pool in zip(queries, pools)]
         if need_translation:
             text_items, title_items, where = [], [], []
@@ -392,10 +422,21 @@ class Integrator:
                 if titles and titles[j] != p.title:
                     p.translated_title = titles[j]
 
+        embed = (
+            getattr(self.retriever, "hit_embeddings", None) if self.settings.dedup_embedding_threshold < 1.0 else None
+        )
         out = []
-        for q, plist, trace in zip(queries, passages, traces):
+        for q, plist, pool, trace in zip(queries, passages, pools, traces):
             comparable = [p.translated if p.translated is not None else p.text for p in plist]
-            keep, drops = deduplicate(comparable, [p.lang for p in plist], q.lang, self.settings.dedup_threshold)
+            vectors = embed(pool) if embed is not None else None
+            keep, drops = deduplicate(
+                comparable,
+                [p.lang for p in plist],
+                q.lang,
+                self.settings.dedup_threshold,
+                vectors=vectors,
+                vector_threshold=self.settings.dedup_embedding_threshold,
+            )
             for d in drops:
                 trace.duplicates.append(
                     {

@@ -24,6 +24,9 @@ from crosearch.errors import CrosearchError
 
 DenseIndexType = Literal["flat", "ivf", "hnsw"]
 INDEX_FILE = "index.faiss"
+#: The passage embeddings themselves: alignment and duplicate detection need them, and FAISS
+#: indexes other than flat cannot give them back.
+EMBEDDINGS_FILE = "embeddings.npy"
 
 
 class DenseEncoder:
@@ -112,6 +115,21 @@ def save_faiss(index, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(directory / INDEX_FILE))
+
+
+def save_embeddings(embeddings: np.ndarray, directory: Path) -> None:
+    from crosearch.io import atomic_open
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_open(directory / EMBEDDINGS_FILE, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(embeddings, dtype=np.float32))
+
+
+def load_embeddings(directory: Path) -> np.ndarray:
+    try:
+        return np.load(directory / EMBEDDINGS_FILE, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise CrosearchError(f"{directory}: dense embeddings are unreadable ({exc}); rebuild the index") from None
 
 
 class DenseIndex:

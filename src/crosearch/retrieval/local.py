@@ -5,7 +5,9 @@ Layout of an index directory::
     manifest.json        written last: an index without it never loads
     store/<lang>/        passages (JSONL + offsets + ids)      + manifest.json
     bm25/<lang>/         bm25s arrays, vocabulary, parameters  + manifest.json
-    dense/<lang>/        FAISS index (only with a dense model) + manifest.json
+    dense/<lang>/        FAISS index + embeddings (only with a dense model) + manifest.json
+    align/               alignment maps fitted on a benchmark's train split (dense, optional)
+    embedding-cache/     passage embeddings by content (see crosearch.retrieval.encoders)
 
 Every ``<kind>/<lang>`` unit is built in a temporary directory, gets its own
 manifest last and is renamed into place, all inside a staging directory
@@ -33,10 +35,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crosearch.config import Config, RetrievalConfig
 from crosearch.errors import CrosearchError, DataFormatError
@@ -52,9 +54,10 @@ from crosearch.io import (
 )
 from crosearch.names import check_lang, path_under
 from crosearch.progress import Bars
+from crosearch.retrieval.alignment import AlignedSpace, AlignMode
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
-from crosearch.retrieval.fusion import FusionMethod, fuse
+from crosearch.retrieval.fusion import FusionMethod, HybridNorm, aligned_fusion, fuse
 from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
 from crosearch.types import Hit, Passage, SearchQuery
 
@@ -78,10 +81,12 @@ class IndexSettings:
     dense_passage_prefix: str = ""
     dense_batch_size: int = 64
     dense_device: str | None = None
+    dense_cache_dir: str | None = None
+    dense_map_ridge: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: RetrievalConfig) -> IndexSettings:
-        if "dense" in cfg.methods and not cfg.dense_model:
+        if "dense" in (cfg.methods or []) and not cfg.dense_model:
             raise CrosearchError("retrieval.methods includes 'dense' but retrieval.dense_model is not set")
         return cls(
             bm25=Bm25Params(k1=cfg.bm25_k1, b=cfg.bm25_b, method=cfg.bm25_method),
@@ -93,6 +98,8 @@ class IndexSettings:
             dense_passage_prefix=cfg.dense_passage_prefix,
             dense_batch_size=cfg.dense_batch_size,
             dense_device=cfg.dense_device,
+            dense_cache_dir=cfg.dense_cache_dir,
+            dense_map_ridge=cfg.dense_map_ridge,
         )
 
     @property
@@ -115,7 +122,26 @@ class IndexSettings:
             "index": self.dense_index,
             "index_title": self.index_title,
             "passage_prefix": self.dense_passage_prefix,
+            "encoder": self.dense_identity,
         }
+
+    def encoder(self):
+        from crosearch.retrieval.encoders import make_encoder
+
+        return make_encoder(
+            self.dense_model or "",
+            device=self.dense_device,
+            batch_size=self.dense_batch_size,
+            query_prefix=self.dense_query_prefix,
+            passage_prefix=self.dense_passage_prefix,
+        )
+
+    @property
+    def dense_identity(self) -> str | None:
+        """The embedding space of the dense encoder (refused at search time by any other encoder)."""
+        from crosearch.retrieval.encoders import encoder_identity
+
+        return encoder_identity(self.encoder()) if self.dense_model else None
 
 
 def passage_text(p: Passage, index_title: bool) -> str:
@@ -178,12 +204,17 @@ def _build_bm25_unit(directory: Path, passages: list[Passage], settings: IndexSe
     save_bm25(model, directory)
 
 
-def _build_dense_unit(directory: Path, passages: list[Passage], settings: IndexSettings, encoder, advance) -> None:
-    from crosearch.retrieval.dense import build_faiss, save_faiss
+def _build_dense_unit(
+    directory: Path, passages: list[Passage], settings: IndexSettings, encoder, cache, advance
+) -> None:
+    from crosearch.retrieval.dense import build_faiss, save_embeddings, save_faiss
+    from crosearch.retrieval.encoders import encode_passages_cached
 
-    embeddings = encoder.encode_passages([passage_text(p, settings.index_title) for p in passages])
+    embeddings = encode_passages_cached(
+        encoder, [passage_text(p, settings.index_title) for p in passages], cache, advance
+    )
+    save_embeddings(embeddings, directory)
     save_faiss(build_faiss(embeddings, settings.dense_index), directory)  # type: ignore[arg-type]
-    advance(len(passages))
 
 
 def _lock_path(out: Path) -> Path:
@@ -238,9 +269,18 @@ def check_replaceable(out: Path) -> None:
 
 
 def build_index(
-    passages: Sequence[Passage], out_dir: str | Path, settings: IndexSettings | None = None, *, progress: bool = True
+    passages: Sequence[Passage],
+    out_dir: str | Path,
+    settings: IndexSettings | None = None,
+    *,
+    progress: bool = True,
+    train_paragraphs: Collection[str] | None = None,
 ) -> BuildReport:
-    """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring."""
+    """Build (or resume building) the index of ``passages`` in ``out_dir``; see the module docstring.
+
+    ``train_paragraphs`` (the paragraph ids of a benchmark's train split) fit the dense
+    alignment maps; only passages of those paragraphs reach the fit.
+    """
     settings = settings or IndexSettings()
     started = time.perf_counter()
     out = Path(out_dir)
@@ -260,8 +300,18 @@ def build_index(
         # The staging directory outlives a killed build: its finished units are what a rerun resumes from.
         with atomic_dir(out, staging=out.parent / f".{out.name}.partial") as staging:
             _build_units(groups, hashes, out, staging, settings, report, progress)
-            manifest = _manifest(groups, hashes, settings)
+            aligned = None
+            if settings.dense_model:
+                from crosearch.retrieval.alignment import ALIGN_DIR, build_alignment_unit
+
+                aligned = build_alignment_unit(staging, groups, train_paragraphs, settings.dense_map_ridge)
+            manifest = _manifest(groups, hashes, settings, aligned)
             manifest["files"] = _collect_files(staging, groups, settings)
+            if aligned is not None:
+                # The fitted maps are part of the index: listed (and verified) like every unit's files.
+                align_files = describe_files(staging / ALIGN_DIR)
+                manifest["files"].update({f"{ALIGN_DIR}/{name}": info for name, info in align_files.items()})
+                manifest["files"] = dict(sorted(manifest["files"].items()))
             atomic_write_json(staging / MANIFEST, manifest)
     report.seconds = time.perf_counter() - started
     return report
@@ -295,11 +345,18 @@ def _build_units(
     # Units of languages no longer in the collection (or of a method no longer built) must go.
     for kind_dir in staging.iterdir():
         if kind_dir.is_dir():
+            if kind_dir.name not in ("store", "bm25", "dense"):
+                continue
             for unit in kind_dir.iterdir():
                 if kind_dir.name not in kinds or unit.name not in groups:
                     shutil.rmtree(unit, ignore_errors=True)
 
-    encoder = None
+    encoder = cache = None
+    if settings.dense_model:
+        from crosearch.retrieval.encoders import open_cache
+
+        encoder = settings.encoder()
+        cache = open_cache(settings.dense_cache_dir, staging, out, settings.dense_identity or "")
     with Bars(enabled=progress) as bars:
         for lang, group in groups.items():
             for kind in kinds:
@@ -329,22 +386,14 @@ def _build_units(
                     elif kind == "bm25":
                         _build_bm25_unit(tmp, group, settings, lang, advance)
                     else:
-                        if encoder is None:
-                            from crosearch.retrieval.dense import DenseEncoder
-
-                            encoder = DenseEncoder(
-                                settings.dense_model or "",
-                                device=settings.dense_device,
-                                batch_size=settings.dense_batch_size,
-                                query_prefix=settings.dense_query_prefix,
-                                passage_prefix=settings.dense_passage_prefix,
-                            )
-                        _build_dense_unit(tmp, group, settings, encoder, advance)
+                        _build_dense_unit(tmp, group, settings, encoder, cache, advance)
                     atomic_write_json(tmp / MANIFEST, {**expected, "files": describe_files(tmp, skip=(MANIFEST,))})
                 report.built.append(name)
 
 
-def _manifest(groups: dict[str, list[Passage]], hashes: dict[str, str], settings: IndexSettings) -> dict[str, Any]:
+def _manifest(
+    groups: dict[str, list[Passage]], hashes: dict[str, str], settings: IndexSettings, aligned: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
         "format": INDEX_FORMAT,
         "version": FORMAT_VERSION,
@@ -368,7 +417,9 @@ def _manifest(groups: dict[str, list[Passage]], hashes: dict[str, str], settings
             "dense_index": settings.dense_index,
             "dense_query_prefix": settings.dense_query_prefix,
             "dense_passage_prefix": settings.dense_passage_prefix,
+            "dense_identity": settings.dense_identity,
         },
+        "alignment": aligned,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -457,10 +508,14 @@ class LocalRetriever:
         index_dir: str | Path,
         *,
         methods: Sequence[str] | None = None,
-        fusion: FusionMethod = "rrf",
+        fusion: FusionMethod | Literal["auto"] = "auto",
         rrf_k: int = 60,
         mmap: bool = True,
         dense_device: str | None = None,
+        dense_model: str | None = None,
+        align: AlignMode = "center",
+        hybrid_weight: float = 0.0,
+        hybrid_norm: HybridNorm = "query",
     ) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = open_index(self.index_dir)
@@ -473,9 +528,10 @@ class LocalRetriever:
                 f"(it has {', '.join(self.available_methods)})"
             )
         self.methods = [m for m in METHOD_ORDER if m in wanted]
-        if fusion not in ("rrf", "score"):
-            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
-        self.fusion: FusionMethod = fusion
+        _check_fusion(fusion)
+        self.fusion = fusion
+        self.hybrid_weight = hybrid_weight
+        self.hybrid_norm: HybridNorm = hybrid_norm
         self.rrf_k = rrf_k
         settings = self.manifest["settings"]
         self._zh = settings["zh_segmenter"]
@@ -489,13 +545,14 @@ class LocalRetriever:
             }
         self._dense = {}
         self._encoder = None
+        self._aligned: AlignedSpace | None = None
         if "dense" in self.available_methods:
-            from crosearch.retrieval.dense import DenseEncoder, DenseIndex
+            from crosearch.retrieval.dense import DenseIndex
+            from crosearch.retrieval.encoders import index_encoder
 
+            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device)
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
-            self._encoder = DenseEncoder(
-                settings["dense_model"], device=dense_device, query_prefix=settings.get("dense_query_prefix", "")
-            )
+            self._aligned = AlignedSpace(self.index_dir, langs, align, self.manifest.get("alignment"))
 
     @classmethod
     def from_config(cls, config: Config | RetrievalConfig, index_dir: str | Path | None = None) -> LocalRetriever:
@@ -507,6 +564,10 @@ class LocalRetriever:
             fusion=cfg.fusion,
             rrf_k=cfg.rrf_k,
             dense_device=cfg.dense_device,
+            dense_model=cfg.dense_model,
+            align=cfg.dense_align,
+            hybrid_weight=cfg.hybrid_weight,
+            hybrid_norm=cfg.hybrid_norm,
         )
 
     @property
@@ -526,7 +587,12 @@ class LocalRetriever:
         return self._stores[lang].get(position)
 
     def search(
-        self, queries: Sequence[SearchQuery], k: int, *, method: str | None = None, fusion: FusionMethod | None = None
+        self,
+        queries: Sequence[SearchQuery],
+        k: int,
+        *,
+        method: str | None = None,
+        fusion: FusionMethod | Literal["auto"] | None = None,
     ) -> list[list[Hit]]:
         """For each query, at most ``k`` hits best first; ``method`` restricts to one method for this call."""
         if k < 1:
@@ -539,14 +605,20 @@ class LocalRetriever:
                 )
             methods = [method]
         fusion = fusion or self.fusion
-        if fusion not in ("rrf", "score"):
-            raise CrosearchError(f"unknown fusion '{fusion}' (choose 'rrf' or 'score')")
+        _check_fusion(fusion)
         targets = [self._targets(q) for q in queries]
+        # Per query: one aligned ranking (comparable cosines) or fusion of per-list ranks/scores.
+        modes = [self._fusion_of(fusion, methods, t) for t in targets]
 
         # lists[i] holds the ranked lists of query i; found[i] which methods found each passage.
         lists: list[list[list[tuple[tuple[str, int], float]]]] = [[] for _ in queries]
         found: list[dict[tuple[str, int], set[str]]] = [{} for _ in queries]
+        kinds: list[list[str]] = [[] for _ in queries]
         embeddings = self._embed(queries, targets) if "dense" in methods else None
+        aligned = None
+        if embeddings is not None and "aligned" in modes:
+            assert self._aligned is not None
+            aligned = self._aligned.queries(embeddings, [q.lang for q in queries])
         for lang in self.languages:
             members = [i for i, t in enumerate(targets) if lang in t]
             if not members:
@@ -554,14 +626,21 @@ class LocalRetriever:
             position = self._stores[lang].position
             excludes = [{position[pid] for pid in queries[i].exclude if pid in position} for i in members]
             for m in methods:
+                searched, skipped = members, excludes
                 if m == "bm25":
-                    results = self._bm25[lang].search([queries[i].text for i in members], k, excludes)
+                    if self.hybrid_weight == 0:  # an aligned ranking without BM25 weight needs no BM25 lists
+                        kept = [j for j, i in enumerate(members) if modes[i] != "aligned"]
+                        searched, skipped = [members[j] for j in kept], [excludes[j] for j in kept]
+                    results = (
+                        self._bm25[lang].search([queries[i].text for i in searched], k, skipped) if searched else []
+                    )
                 else:
                     assert embeddings is not None
-                    results = self._dense[lang].search(embeddings[members], k, excludes)
-                for i, ranked in zip(members, results):
+                    results = self._dense_search(lang, members, modes, embeddings, aligned, k, excludes)
+                for i, ranked in zip(searched, results):
                     keyed = [((lang, pos), score) for pos, score in ranked]
                     lists[i].append(keyed)
+                    kinds[i].append(m)
                     for key, _ in keyed:
                         found[i].setdefault(key, set()).add(m)
 
@@ -570,8 +649,17 @@ class LocalRetriever:
             hits = []
             # The query's own language first: fused scores that tie (the top hits of
             # two languages under RRF) then rank own-language evidence first.
-            ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
-            for (lang, pos), score in fuse(ordered, fusion, self.rrf_k)[:k]:
+            if modes[i] == "aligned":
+                ranking = aligned_fusion(
+                    [r for r, m in zip(lists[i], kinds[i]) if m == "dense"],
+                    [r for r, m in zip(lists[i], kinds[i]) if m == "bm25"],
+                    self.hybrid_weight,
+                    self.hybrid_norm,
+                )
+            else:
+                ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
+                ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
+            for (lang, pos), score in ranking[:k]:
                 p = self._stores[lang].get(pos)
                 tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
                 hits.append(
@@ -587,6 +675,49 @@ class LocalRetriever:
                 )
             out.append(hits)
         return out
+
+    def _fusion_of(self, fusion: str, methods: Sequence[str], targets: set[str]) -> str:
+        if fusion == "auto":
+            return "aligned" if "dense" in methods and len(targets) > 1 else "rrf"
+        if fusion == "aligned" and "dense" not in methods:
+            raise CrosearchError(
+                f"fusion 'aligned' ranks by dense embeddings, but this search uses {', '.join(methods)} "
+                "only (build the index with retrieval.dense_model)"
+            )
+        return fusion
+
+    def _dense_search(
+        self, lang: str, members: list[int], modes: list[str], embeddings, aligned, k: int, excludes: list[set[int]]
+    ) -> list[list[tuple[int, float]]]:
+        """Dense hits of ``members`` in ``lang``: aligned cosines for aligned queries, raw for the others."""
+        results: list[list[tuple[int, float]]] = [[] for _ in members]
+        for use_aligned in (False, True):
+            rows = [j for j, i in enumerate(members) if (modes[i] == "aligned") == use_aligned]
+            if not rows:
+                continue
+            picked = [members[j] for j in rows]
+            if use_aligned:
+                assert self._aligned is not None
+                found = self._aligned.index(lang, self._dense[lang]).search(
+                    aligned[picked], k, [excludes[j] for j in rows]
+                )
+            else:
+                found = self._dense[lang].search(embeddings[picked], k, [excludes[j] for j in rows])
+            for j, ranked in zip(rows, found):
+                results[j] = ranked
+        return results
+
+    def hit_embeddings(self, hits: Sequence[Hit]):
+        """Aligned embeddings of retrieved passages, one row per hit.
+
+        None without a dense index, and with ``dense_align: none``: raw cosines of one
+        encoder are high for any two passages of a language, so they say little about duplicates.
+        """
+        import numpy as np
+
+        if self._aligned is None or self._aligned.mode == "none" or not hits:
+            return None
+        return np.stack([self._aligned.passages(h.lang, [self._stores[h.lang].position[h.doc_id]])[0] for h in hits])
 
     def _targets(self, query: SearchQuery) -> set[str]:
         if query.search_langs is None:
@@ -616,6 +747,11 @@ class LocalRetriever:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+
+
+def _check_fusion(fusion: str) -> None:
+    if fusion not in ("auto", "rrf", "score", "aligned"):
+        raise CrosearchError(f"unknown fusion '{fusion}' (choose 'auto', 'rrf', 'score' or 'aligned')")
 
 
 def load_retriever(config: Config):

@@ -4,7 +4,9 @@ Two search endpoints share one retriever:
 
 - ``POST /retrieve`` speaks the Search-R1 protocol, so Search-R1 training code
   (and anything written against it) can use a crosearch index unchanged.
-  Queries there carry no language, so they search every language, fused.
+  Queries there carry no language, so they search every language, fused: by
+  default (``retrieval.fusion: auto``) ranked by the aligned dense score when the
+  index has dense embeddings, by reciprocal rank fusion otherwise.
 - ``POST /search`` is the richer crosearch protocol: per-query language,
   languages to search, excluded passage ids, and hits with language/paragraph.
 
@@ -100,7 +102,7 @@ class SearchRequest(_Strict):
     queries: list[QueryItem]
     k: StrictInt | None = None
     method: Literal["bm25", "dense"] | None = None
-    fusion: Literal["rrf", "score"] | None = None
+    fusion: Literal["auto", "rrf", "score", "aligned"] | None = None
 
 
 # --------------------------------------------------------------------------- formatting

@@ -52,6 +52,16 @@ def read_collection(path: str | Path) -> list[Passage]:
     return passages
 
 
+def train_paragraphs(path: str | Path) -> set[str] | None:
+    """Paragraph ids of the train split when ``path`` is a benchmark directory, else None."""
+    path = Path(path)
+    if not (path.is_dir() and (path / "meta.json").exists()):
+        return None
+    from crosearch.data.benchmark import load_benchmark
+
+    return {q.paragraph for q in load_benchmark(path).train if q.paragraph}
+
+
 def group_by_language(passages: Iterable[Passage]) -> dict[str, list[Passage]]:
     """Passages per language, in collection order; languages sorted for stable builds."""
     groups: dict[str, list[Passage]] = {}

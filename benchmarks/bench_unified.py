@@ -1,0 +1,238 @@
+"""One ranking across languages: BM25-RRF against the bundled encoder's raw, centred and mapped cosines and hybrids.
+
+Two stages, so that the slow one can run in the background and be resumed:
+
+``encode``
+    Encodes the passages of the XQuAD benchmark collection (sentence windows, all eight
+    languages) with the bundled encoder into an embedding cache, one article at a time in
+    every language, logging passages/s. Killed and rerun, it continues where it stopped;
+    any prefix of articles is complete in every language.
+``eval``
+    For each setting, builds the benchmark restricted to the articles whose passages are
+    all cached (all 48 once ``encode`` finished), indexes it (BM25 + dense from the cache,
+    maps fitted on the train split) and runs ``crosearch eval retrieval --scopes all``-style
+    evaluation of every variant over all test questions of those articles, on one
+    :class:`LocalRetriever` per variant (queries are encoded once per process).
+
+    nice -n 10 python benchmarks/bench_unified.py encode --cache runs/emb-cache
+    python benchmarks/bench_unified.py eval --cache runs/emb-cache --settings no-native full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+VARIANTS = {
+    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm)
+    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query"),
+    "dense-raw": (["dense"], "aligned", "none", 0.0, "query"),
+    "dense-centred": (["dense"], "aligned", "center", 0.0, "query"),
+    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query"),
+    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query"),
+    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query"),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["encode", "eval", "table"])
+    ap.add_argument("--cache", default="runs/emb-cache", help="embedding cache directory")
+    ap.add_argument("--settings", nargs="+", default=["no-native", "full"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument(
+        "--hybrid-weights",
+        nargs="*",
+        type=float,
+        default=[],
+        help="extra hybrid weights to measure (hybrid-{centred,mapped}-NORM-W)",
+    )
+    ap.add_argument("--hybrid-norms", nargs="+", default=["query"], choices=["list", "query"])
+    ap.add_argument("--work", default="runs/bench-unified", help="indexes")
+    ap.add_argument("--out", default="benchmarks/results/unified.json")
+    return ap.parse_args()
+
+
+def article_order(collection):
+    """Passages grouped by article (every language of an article together), articles in order."""
+    by_article: dict[str, list] = {}
+    for p in collection:
+        by_article.setdefault(p.article or "", []).append(p)
+    return by_article
+
+
+def encode(args) -> None:
+    from crosearch.config import DataConfig
+    from crosearch.data.benchmark import build_benchmark
+    from crosearch.retrieval.encoders import BundledEncoder, EmbeddingCache, encode_passages_cached
+
+    bench = build_benchmark(DataConfig(setting="full", passages="sentences"))
+    encoder = BundledEncoder()
+    cache = EmbeddingCache(args.cache, encoder.identity)
+    by_article = article_order(bench.collection)
+    total = len(bench.collection)
+    done = 0
+    for article, passages in by_article.items():
+        start = time.perf_counter()
+        have = cache.get([cache.key(p.text) for p in passages])
+        fresh = [p for p in passages if cache.key(p.text) not in have]
+        encode_passages_cached(encoder, [p.text for p in passages], cache)
+        seconds = time.perf_counter() - start
+        done += len(passages)
+        rate = len(fresh) / seconds if fresh and seconds > 0 else float("nan")
+        print(
+            f"{time.strftime('%H:%M:%S')} {article}: {len(passages)} passages ({len(fresh)} encoded) "
+            f"in {seconds:.1f} s, {rate:.2f} passages/s; {done}/{total}",
+            flush=True,
+        )
+
+
+def cached_articles(collection, cache) -> list[str]:
+    keys = {p.text: cache.key(p.text) for p in collection}
+    have = set(cache.get(list(keys.values())))
+    return [a for a, ps in article_order(collection).items() if all(keys[p.text] in have for p in ps)]
+
+
+def cold_latency(index_dir: Path, questions, salt: str) -> dict:
+    """Median milliseconds of one all-language aligned search of a query never encoded before (one at a time)."""
+    import statistics
+
+    from crosearch.retrieval.encoders import make_encoder
+    from crosearch.retrieval.local import LocalRetriever
+    from crosearch.types import SearchQuery
+
+    retriever = LocalRetriever(index_dir, methods=["dense"], fusion="aligned", align="center")
+    retriever.search([SearchQuery("warm-up", "en")], 10)  # loads the engine and builds the aligned indexes
+    encoder = make_encoder("bundled")
+    encode_ms, total_ms = [], []
+    for q in questions:
+        start = time.perf_counter()
+        encoder.encode_queries([f"{q.question} {salt}"])  # a text not in the memo
+        encode_ms.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        retriever.search([SearchQuery(f"{q.question}  {salt}", q.lang, None, frozenset(q.exclude))], 10)
+        total_ms.append((time.perf_counter() - start) * 1000)
+    retriever.close()
+    return {
+        "queries": len(questions),
+        "encode": round(statistics.median(encode_ms), 1),
+        "search_total": round(statistics.median(total_ms), 1),
+    }
+
+
+def evaluate(args) -> None:
+    from crosearch.config import DataConfig
+    from crosearch.data.benchmark import build_benchmark
+    from crosearch.io import atomic_write_json
+    from crosearch.retrieval.encoders import BundledEncoder, EmbeddingCache
+    from crosearch.retrieval.evaluation import evaluate_retrieval
+    from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
+
+    variants = dict(VARIANTS)
+    for w in args.hybrid_weights:
+        for norm in args.hybrid_norms:
+            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm)
+            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm)
+    chosen = [v for v in variants if v in args.variants or v not in VARIANTS]
+    cache = EmbeddingCache(args.cache, BundledEncoder().identity)
+    results: dict = {"settings": {}}
+    out = Path(args.out)
+    if out.exists():
+        results = json.loads(out.read_text())
+    for setting in args.settings:
+        bench = build_benchmark(DataConfig(setting=setting, passages="sentences"))
+        articles = set(cached_articles(bench.collection, cache))
+        collection = [p for p in bench.collection if p.article in articles]
+        test = [q for q in bench.test if q.article in articles]
+        train = {q.paragraph for q in bench.train if q.paragraph}
+        index_dir = Path(args.work) / f"index-{setting}-{len(articles)}"
+        start = time.perf_counter()
+        build_index(
+            collection,
+            index_dir,
+            IndexSettings(dense_model="bundled", dense_cache_dir=args.cache),
+            progress=False,
+            train_paragraphs=train,
+        )
+        build_s = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in (index_dir / "dense").rglob("*") if f.is_file())
+        row = results["settings"].setdefault(setting, {})
+        row["subset"] = {
+            "articles": len(articles),
+            "of": len({p.article for p in bench.collection}),
+            "passages": len(collection),
+            "test_questions": len(test),
+            "test_articles": len({q.article for q in test}),
+        }
+        row["index"] = {"build_s_from_cache": round(build_s, 1), "dense_bytes": size}
+        row["latency_ms"] = cold_latency(index_dir, test[:: max(1, len(test) // 40)], setting)
+        print(f"{setting}: {row['subset']}, {row['index']}, cold search ms {row['latency_ms']}", flush=True)
+        for name in chosen:
+            methods, fusion, align, weight, norm = variants[name]
+            retriever = LocalRetriever(
+                index_dir,
+                methods=methods,
+                fusion=fusion,
+                align=align,  # type: ignore[arg-type]
+                hybrid_weight=weight,
+                hybrid_norm=norm,
+            )
+            scopes = ("all",) if setting == "no-native" else ("mono", "all")  # no-native mono is 0 by construction
+            start = time.perf_counter()
+            report = evaluate_retrieval(retriever, test, (1, 5, 10), scopes, progress=False)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - start
+            row[name] = {"seconds": round(seconds, 1)}
+            for scope, by in report.scopes.items():
+                row[name][scope] = {
+                    lang: {"r1": r.recall[1], "r5": r.recall[5], "r10": r.recall[10], "mrr": r.mrr}
+                    for lang, r in by.items()
+                }
+                avg = by["avg"]
+                print(
+                    f"{setting} {scope} {name}: R@1 {avg.recall[1]:.3f} R@5 {avg.recall[5]:.3f} "
+                    f"R@10 {avg.recall[10]:.3f} MRR {avg.mrr:.3f} ({seconds:.0f} s)",
+                    flush=True,
+                )
+            atomic_write_json(out, results)
+            retriever.close()
+
+
+def print_table(args) -> None:
+    """Markdown tables of a results file: macro averages per setting, scope and variant; R@5 per language."""
+    results = json.loads(Path(args.out).read_text())
+    print("| setting | scope | variant | R@1 | R@5 | R@10 | MRR | lowest R@5 (lang) |")
+    print("|---|---|---|---|---|---|---|---|")
+    per_lang = []
+    for setting, row in results["settings"].items():
+        for name, res in row.items():
+            if name in ("subset", "index", "latency_ms"):
+                continue
+            for scope in ("mono", "all"):
+                if scope not in res:
+                    continue
+                by = res[scope]
+                avg = by["avg"]
+                low = min((r["r5"], lang) for lang, r in by.items() if lang != "avg")
+                print(
+                    f"| {setting} | {scope} | {name} | {avg['r1']:.3f} | {avg['r5']:.3f} | {avg['r10']:.3f} | "
+                    f"{avg['mrr']:.3f} | {low[0]:.3f} ({low[1]}) |"
+                )
+                if scope == "all":
+                    per_lang.append((setting, name, by))
+    langs = sorted(lang for lang in per_lang[0][2] if lang != "avg") if per_lang else []
+    print()
+    print("| setting | variant | " + " | ".join(f"R@5 {lang}" for lang in langs) + " |")
+    print("|---|---|" + "---|" * len(langs))
+    for setting, name, by in per_lang:
+        print(f"| {setting} | {name} | " + " | ".join(f"{by[lang]['r5']:.3f}" for lang in langs) + " |")
+
+
+def main() -> None:
+    args = parse_args()
+    {"encode": encode, "eval": evaluate, "table": print_table}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
