@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crosearch.config import DataConfig
+from crosearch.config import CrossLingualConfig, DataConfig
 from crosearch.data.benchmark import build_benchmark
 from crosearch.errors import CrosearchError
 from crosearch.retrieval.alignment import ALIGN_DIR, Aligner, FittedMaps, fit_maps, language_means, normalise
@@ -211,21 +211,25 @@ def test_crosslingual_strategy_ranks_aligned_without_translator_and_drops_parall
     query = IntegrationQuery("Wer gewann den Super Bowl 50?", "de")
     plain = Integrator(
         retriever,
-        "crosslingual",
-        ranking="aligned",
-        dedup_threshold=1.0,
-        token_budget=10_000,
-        dedup_embedding_threshold=1.0,
+        CrossLingualConfig(
+            strategy="crosslingual",
+            ranking="aligned",
+            dedup_threshold=1.0,
+            token_budget=10_000,
+            dedup_embedding_threshold=1.0,
+        ),
     ).gather([query], 4)[0]
     assert {p.lang for p in plain.passages} == {"de", "en"}  # one ranking over both languages
     assert not plain.trace.duplicates and not plain.trace.query_translations
     deduped = Integrator(
         retriever,
-        "crosslingual",
-        ranking="aligned",
-        dedup_threshold=1.0,
-        token_budget=10_000,
-        dedup_embedding_threshold=0.6,
+        CrossLingualConfig(
+            strategy="crosslingual",
+            ranking="aligned",
+            dedup_threshold=1.0,
+            token_budget=10_000,
+            dedup_embedding_threshold=0.6,
+        ),
     ).gather([query], 4)[0]
     assert deduped.trace.duplicates
     for drop in deduped.trace.duplicates:
