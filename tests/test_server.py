@@ -683,3 +683,14 @@ def test_server_limits_have_sane_bounds(field, value):
 
     with pytest.raises(ValidationError, match=field):
         ServerConfig.model_validate({field: value})
+
+
+def test_serve_command_rejects_a_bad_allowed_host(index_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "crosearch.cli", "serve", "--index", str(index_dir), "--allowed-host", "evil example"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "server.allowed_hosts" in result.stderr and "Traceback" not in result.stderr
