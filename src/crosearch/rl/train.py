@@ -232,7 +232,8 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
     t = config.train
     adapter = config.model.adapter
     policy = load_policy(config.model.model_copy(update={"adapter": None}))
-    model, tokenizer = policy.model, policy.tokenizer
+    model: Any = policy.model
+    tokenizer = policy.tokenizer
     peft = lora_config(t.lora)
     if adapter:
         if not (Path(adapter) / "adapter_config.json").exists():
