@@ -10,8 +10,8 @@ For each batch size B, in one run with one loaded model:
   ``max_new_tokens``), greedy; tokens per second.
 
 The overhead ratio is generate tok/s over engine tok/s (1.0 = no overhead). The engine
-pays for re-reading the whole context each turn (no KV reuse across turns), the inserted
-evidence, stop-string checks and retrieval.
+pays for prefilling the inserted evidence (with ``agent.kv_cache``, the default, only that;
+without it, the whole context each turn), stop-string checks and retrieval.
 
 ``--cache`` instead compares the engine with and without the KV cache kept across turns
 (``agent.kv_cache``) in one run on the same GRPO-like batch: Q questions x G rollouts
