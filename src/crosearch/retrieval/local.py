@@ -498,9 +498,12 @@ class LocalRetriever:
     """Searches an index directory in this process (implements :class:`~crosearch.retrieval.base.Retriever`).
 
     Each query searches each of its ``search_langs`` separately with each method;
-    the lists are fused (``fusion``: reciprocal rank or min-max score fusion).
-    When a query yields a single list (one language, one method) its hits keep
-    the method's own scores (BM25 score, cosine); otherwise scores are fused scores.
+    the lists are fused (``fusion``: reciprocal rank or min-max score fusion), or
+    ranked as one by the aligned dense cosine (``aligned``; ``auto`` picks it for
+    queries reaching several languages when dense is searched, see
+    :mod:`crosearch.retrieval.alignment`). When a query yields a single list (one
+    language, one method) its hits keep the method's own scores (BM25 score,
+    cosine); otherwise scores are fused scores.
     """
 
     def __init__(
