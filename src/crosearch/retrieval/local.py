@@ -54,9 +54,10 @@ from crosearch.io import (
 )
 from crosearch.names import check_lang, path_under
 from crosearch.progress import Bars
-from crosearch.retrieval.alignment import AlignedSpace, AlignMode
+from crosearch.retrieval.alignment import ALIGN_DIR, AlignedSpace, AlignMode
 from crosearch.retrieval.analyzers import ANALYZER_VERSION, ZhSegmenter, get_analyzer
 from crosearch.retrieval.bm25 import Bm25Index, Bm25Params, Vocabulary, build_bm25, save_bm25
+from crosearch.retrieval.encoders import CACHE_DIR
 from crosearch.retrieval.fusion import FusionMethod, HybridNorm, aligned_fusion, fuse
 from crosearch.retrieval.store import LanguageStore, group_by_language, passages_hash, write_store
 from crosearch.types import Hit, Passage, SearchQuery
@@ -302,16 +303,16 @@ def build_index(
             _build_units(groups, hashes, out, staging, settings, report, progress)
             aligned = None
             if settings.dense_model:
-                from crosearch.retrieval.alignment import ALIGN_DIR, build_alignment_unit
+                from crosearch.retrieval.alignment import build_alignment_unit
 
                 aligned = build_alignment_unit(staging, groups, train_paragraphs, settings.dense_map_ridge)
             manifest = _manifest(groups, hashes, settings, aligned)
-            manifest["files"] = _collect_files(staging, groups, settings)
-            if aligned is not None:
-                # The fitted maps are part of the index: listed (and verified) like every unit's files.
-                align_files = describe_files(staging / ALIGN_DIR)
-                manifest["files"].update({f"{ALIGN_DIR}/{name}": info for name, info in align_files.items()})
-                manifest["files"] = dict(sorted(manifest["files"].items()))
+            files = _collect_files(staging, groups, settings)
+            # The fitted maps and the embedding cache belong to the index too: listed (and verified) like the units.
+            for extra in (ALIGN_DIR, CACHE_DIR):
+                if (staging / extra).is_dir():
+                    files.update({f"{extra}/{name}": info for name, info in describe_files(staging / extra).items()})
+            manifest["files"] = dict(sorted(files.items()))
             atomic_write_json(staging / MANIFEST, manifest)
     report.seconds = time.perf_counter() - started
     return report
