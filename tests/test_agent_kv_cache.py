@@ -51,7 +51,7 @@ def _run(backend, requests, *, kv_cache: bool, temperature: float):
 def test_cached_engine_gives_the_tokens_and_logprobs_of_the_uncached_one(tiny, temperature):
     model, tokenizer = tiny
     ids = list(tokenizer(TEXT)["input_ids"])
-    # Three groups of two rollouts each (one prompt shared per group), ragged lengths, groups split over micro-batches.
+    # Three groups of two rollouts (one prompt per group), ragged lengths, groups split across micro-batches.
     requests = [RolloutRequest(ids[:n], "en", id=f"q{n}") for n in (5, 40, 100) for _ in range(2)]
     backend = HFBackend(model, tokenizer)
     plain, _ = _run(backend, requests, kv_cache=False, temperature=temperature)
