@@ -24,6 +24,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 FinishReason = Literal["stop", "eos", "length"]
 Prompts = Sequence[Sequence[int]]
 TokenCaps = int | Sequence[int]  # one cap for every prompt, or one per prompt
+# ``prepare(live, width)``: extra ``model.generate`` arguments for the rows that generate at a padded width
+# (a session's KV cache); only Hugging Face backends use it.
+Prepare = Callable[[list[int], int], dict[str, Any]]
 
 # Tokens re-decoded to look for a stop string that ends at the newest token; longer
 # than any tag in the protocol even when the tokenizer spells it one character a token.
@@ -159,7 +162,7 @@ class _Backend:
         stop_strings: Sequence[str],
         sampling: SamplingParams,
         *,
-        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
+        prepare: Prepare | None = None,
     ) -> list[Generation]:
         """Continue each prompt until a stop string, EOS, or its own token cap.
 
@@ -175,7 +178,7 @@ class _Backend:
         stop_strings: Sequence[str],
         sampling: SamplingParams,
         *,
-        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
+        prepare: Prepare | None = None,
     ) -> list[Generation]:
         raise NotImplementedError
 
@@ -214,7 +217,7 @@ class HFBackend(_Backend):
         stop_strings: Sequence[str],
         sampling: SamplingParams,
         *,
-        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
+        prepare: Prepare | None = None,
     ) -> list[Generation]:
         """Sample (or decode greedily) a continuation of every prompt in one ``generate`` call.
 
@@ -313,7 +316,7 @@ class TeacherForcedBackend(HFBackend):
         stop_strings: Sequence[str],
         sampling: SamplingParams,
         *,
-        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
+        prepare: Prepare | None = None,
     ) -> list[Generation]:
         """Force each responder continuation, cut at the stop rule, scored at ``sampling.temperature``."""
         checker = StopChecker(self.tokenizer, stop_strings, self._eos)
@@ -462,7 +465,7 @@ class VLLMBackend(_Backend):
         stop_strings: Sequence[str],
         sampling: SamplingParams,
         *,
-        prepare: Callable[[list[int], int], dict[str, Any]] | None = None,
+        prepare: Prepare | None = None,
     ) -> list[Generation]:  # pragma: no cover
         """One ``llm.generate`` call over token prompts, each with its own token cap."""
         from vllm import SamplingParams as VSampling
