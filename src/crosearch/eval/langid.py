@@ -34,8 +34,7 @@ import regex
 from crosearch.config import MetricsConfig
 
 # Codes are mapped to lingua languages in one place, below this layer; re-exported here for callers of langid.
-from crosearch.crosslingual.languages import base_language as base_language
-from crosearch.crosslingual.languages import lingua_language as lingua_language
+from crosearch.crosslingual.languages import lingua_language
 
 if TYPE_CHECKING:  # lingua is imported lazily: building a detector is the costly part
     from lingua import LanguageDetector
@@ -166,15 +165,13 @@ def detect_language(text: str, candidates: Sequence[str] = ()) -> str | None:
     can only be answered from languages the collection holds anyway. ``None``
     when lingua cannot tell.
     """
-    known = [lang for lang in candidates if lingua_language(lang) is not None]
+    known = {code: language for code in candidates if (language := lingua_language(code)) is not None}
     if len(known) == 1:
-        return known[0]
+        return next(iter(known))
     if len(known) > 1:
         from lingua import LanguageDetectorBuilder
 
-        detector = LanguageDetectorBuilder.from_languages(
-            *[lang for x in known if (lang := lingua_language(x))]
-        ).build()
+        detector = LanguageDetectorBuilder.from_languages(*known.values()).build()
     else:
         detector = get_detector()
     found = detector.detect_language_of(text)
