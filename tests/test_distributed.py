@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from training_data import write_en_de_benchmark_and_index
+
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RECIPES = sorted((ROOT / "configs").glob("*-gpu.yaml"))
 
@@ -48,15 +50,10 @@ GEMMA_CHAT = (
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A benchmark (en+de XQuAD), its BM25 index, and the tiny model saved with a chat template; built once."""
-    from crosearch.config import DataConfig, ModelConfig
-    from crosearch.data.benchmark import build_benchmark, write_benchmark
+    from crosearch.config import ModelConfig
     from crosearch.models import load_policy
-    from crosearch.retrieval.local import IndexSettings, build_index
 
-    root = tmp_path_factory.mktemp("distributed")
-    bench = build_benchmark(DataConfig(languages=["en", "de"], passages="sentences"))
-    write_benchmark(bench, root / "benchmark")
-    build_index(bench.collection, root / "index", IndexSettings(), progress=False)
+    root = write_en_de_benchmark_and_index(tmp_path_factory.mktemp("distributed"))
     tiny = load_policy(ModelConfig(name="tiny", dtype="float32", device="cpu"))
     tiny.tokenizer.chat_template = GEMMA_CHAT
     tiny.model.save_pretrained(root / "tiny-chat")

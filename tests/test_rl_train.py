@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from crosearch.config import load_config
+from training_data import write_en_de_benchmark_and_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,15 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A benchmark (en+de XQuAD) and its BM25 index, built once for the module."""
-    from crosearch.config import DataConfig
-    from crosearch.data.benchmark import build_benchmark, write_benchmark
-    from crosearch.retrieval.local import IndexSettings, build_index
-
-    root = tmp_path_factory.mktemp("rl")
-    bench = build_benchmark(DataConfig(languages=["en", "de"], passages="sentences"))
-    write_benchmark(bench, root / "benchmark")
-    build_index(bench.collection, root / "index", IndexSettings(), progress=False)
-    return root
+    return write_en_de_benchmark_and_index(tmp_path_factory.mktemp("rl"))
 
 
 def _recipe(root: Path, out: str, **train) -> dict:
