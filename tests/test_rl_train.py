@@ -131,8 +131,16 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
         "memory/rss_gb",
         "entropy",
         "clip_ratio/region_mean",
+        "time/step_cpu",
+        "time/update_cpu",
     ):
         assert key in logs, key
+    # The tokens the step trained on, counted from the masks TRL built (model tokens = the loss positions).
+    assert logs["tokens/model"] == pytest.approx(
+        sum(float((b["completion_mask"] * b["tool_mask"]).sum()) for b in batches)
+    )
+    assert 0 < logs["tokens/model"] < logs["tokens/total"]
+    assert 0 < logs["time/update_cpu"] <= logs["time/step_cpu"]
     assert (Path(config.train.output_dir) / "final" / "adapter_config.json").exists()
 
     # The curve of this run: read back from summary.json, summarised and drawn.

@@ -33,6 +33,8 @@ GRPO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model tokens per rollout", ("rollout/model_tokens",)),
     ("resident memory (GB)", ("memory/rss_gb", "memory/peak_rss_gb")),
     ("seconds per step", ("time/step", "time/generation", "time/update")),
+    ("CPU seconds per step", ("time/step_cpu", "time/update_cpu")),
+    ("tokens per step", ("tokens/total", "tokens/model")),
 )
 SFT_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (("loss", ("loss",)), ("learning rate", ("learning_rate",)))
 

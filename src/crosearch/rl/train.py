@@ -70,14 +70,23 @@ class PhaseTimer(TrainerCallback):
     log-probs, rewards, advantages) and ``time/update`` the forward/backward
     passes and optimizer step. :meth:`on_batch` observes each generated batch
     (see :func:`crosearch.rl.trl_compat.grpo_trainer_class`).
+
+    Wall times move with whatever else runs on the machine, so the step also logs this
+    process's CPU seconds (``time/step_cpu``, and ``time/update_cpu`` from the last generated
+    batch to the step's end: the update when a step generates once, as the CPU recipes do) and
+    the tokens it trained on (``tokens/total``: prompt + completion, ``tokens/model``: positions
+    in the loss), so that cost per token can be compared across steps of different lengths.
     """
 
     def __init__(self, rollout: Any) -> None:
         self.rollout = rollout
         self.trainer: Any = None
         self._step_start = 0.0
+        self._cpu_start = 0.0
+        self._cpu_after_batch: float | None = None
         self._rollout_seen = 0.0
         self.phases = {"score": 0.0, "rollout": 0.0}
+        self.tokens = {"total": 0.0, "model": 0.0}
 
     def on_batch(self, output: dict[str, Any], seconds: float) -> None:
         # Rollouts run only inside batch generation, so the rollout time since the last batch is this batch's.
@@ -85,11 +94,21 @@ class PhaseTimer(TrainerCallback):
         self._rollout_seen = self.rollout.times.rollout_total
         self.phases["rollout"] += spent_rolling
         self.phases["score"] += seconds - spent_rolling
+        self._cpu_after_batch = time.process_time()
+        completion = output.get("completion_mask")
+        if completion is not None:
+            prompt = output.get("prompt_mask")
+            env = output.get("tool_mask")
+            self.tokens["total"] += float(completion.sum()) + (float(prompt.sum()) if prompt is not None else 0.0)
+            self.tokens["model"] += float((completion * env).sum() if env is not None else completion.sum())
 
     def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - TrainerCallback signature
         self._step_start = time.perf_counter()
+        self._cpu_start = time.process_time()
+        self._cpu_after_batch = None
         self._rollout_seen = self.rollout.times.rollout_total
         self.phases = {"score": 0.0, "rollout": 0.0}
+        self.tokens = {"total": 0.0, "model": 0.0}
         return control
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
@@ -100,6 +119,13 @@ class PhaseTimer(TrainerCallback):
         metrics["time/step"].append(total)
         metrics["time/logprobs"].append(self.phases["score"])
         metrics["time/update"].append(max(0.0, total - self.phases["score"] - self.phases["rollout"]))
+        cpu_now = time.process_time()
+        metrics["time/step_cpu"].append(cpu_now - self._cpu_start)
+        if self._cpu_after_batch is not None:
+            metrics["time/update_cpu"].append(cpu_now - self._cpu_after_batch)
+        if self.tokens["total"]:
+            metrics["tokens/total"].append(self.tokens["total"])
+            metrics["tokens/model"].append(self.tokens["model"])
         metrics["memory/peak_rss_gb"].append(_peak_rss_gb())
         _release_freed_memory()
         rss = _current_rss_gb()
