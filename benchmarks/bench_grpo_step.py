@@ -110,6 +110,9 @@ def main() -> None:
                 "retrieval": entry["time/retrieval"],
                 "logprobs": entry["time/logprobs"],
                 "update": entry["time/update"],
+                # This process's CPU seconds: less sensitive than wall time to other jobs on a shared machine.
+                "step_cpu": entry.get("time/step_cpu", float("nan")),
+                "update_cpu": entry.get("time/update_cpu", float("nan")),
                 "tokens": all_tokens,
                 "completion_tokens": completion_tokens,
                 "model_tokens": model_tokens,
@@ -136,7 +139,7 @@ def main() -> None:
         "per_step": rows,
         "mean_after_first": {
             k: statistics.mean(r[k] for r in later)
-            for k in ("seconds", "generation", "retrieval", "logprobs", "update")
+            for k in ("seconds", "generation", "retrieval", "logprobs", "update", "step_cpu", "update_cpu")
         },
         "peak_rss_gb": max(r["peak_rss_gb"] for r in rows),
         "update_fraction_of_peak": statistics.mean(r["update_flops_per_s"] for r in later) / peak,
@@ -146,7 +149,7 @@ def main() -> None:
 
 
 PATHS = ("today", "model-tokens")
-COMPARED = ("seconds", "generation", "logprobs", "update")
+COMPARED = ("seconds", "generation", "logprobs", "update", "step_cpu", "update_cpu")
 
 
 def compare(args: argparse.Namespace) -> None:
