@@ -261,16 +261,16 @@ def run_qa_eval(
     from rich.console import Console
 
     from crosearch.agent.pipelines import PIPELINES, Pipeline, load_policy_backend, pipeline_strategy
-    from crosearch.data.benchmark import load_benchmark
+    from crosearch.data.benchmark import SPLITS, load_benchmark
     from crosearch.io import atomic_write_json
 
     console = console or Console(stderr=True)
     if run.pipeline not in PIPELINES:
         raise CrosearchError(f"unknown pipeline '{run.pipeline}'; choose one of {', '.join(PIPELINES)}")
-    if run.split not in ("test", "train"):
-        raise CrosearchError(f"--split must be 'test' or 'train', got '{run.split}'")
+    if run.split not in SPLITS:
+        raise CrosearchError(f"--split must be one of {', '.join(SPLITS)}, got '{run.split}'")
     bench = load_benchmark(run.benchmark)
-    pool = bench.test if run.split == "test" else bench.train
+    pool = bench.split(run.split)
     questions = sample_questions(pool, run.per_lang, run.langs, config.eval.seed)
     if not questions:
         raise CrosearchError(f"{run.benchmark}: no {run.split} questions to evaluate")
