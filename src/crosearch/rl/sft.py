@@ -52,7 +52,10 @@ class Trajectory:
 
     ``queries`` and ``query_kinds`` list the searches in order (``question``, ``parallel:<lang>``,
     ``keywords`` or ``keywords:<lang>``); ``evidence_has_answer`` says for each search whether
-    the evidence it inserted holds a gold answer; ``answer_in_evidence`` whether any did.
+    the evidence it inserted holds a gold answer (of any language version of the question: the
+    versions are parallel, so an English passage with the English gold answers a German
+    question); ``answer_in_evidence`` whether any did; ``evidence_has_gold_paragraph`` whether
+    the evidence held a passage of the gold paragraph, in any language.
     """
 
     qid: str
@@ -64,6 +67,7 @@ class Trajectory:
     queries: list[str] = field(default_factory=list)
     query_kinds: list[str] = field(default_factory=list)
     evidence_has_answer: list[bool] = field(default_factory=list)
+    evidence_has_gold_paragraph: list[bool] = field(default_factory=list)
 
     @property
     def searches(self) -> int:
@@ -159,6 +163,9 @@ def build_trajectories(
     # The responder sees decoded text; each prompt (decoded with its special tokens) names its question.
     by_prompt: dict[str, QAExample] = {}
     plans: dict[str, list[tuple[str, str]]] = {}
+    # Evidence holds the answer when it holds a gold answer of any language version: an English
+    # passage answers a German question when it has the English gold (the versions are parallel).
+    golds: dict[str, list[str]] = {}
     requests: list[RolloutRequest] = []
     for q in questions:
         if not q.answers:
@@ -168,10 +175,24 @@ def build_trajectories(
         if key in by_prompt:  # the same prompt twice would make the responder ambiguous
             continue
         by_prompt[key] = q
-        plan = search_plan(q, versions.get(q.group or "", {}), sft)
+        parallel = versions.get(q.group or "", {})
+        plan = search_plan(q, parallel, sft)
+        golds[key] = list(dict.fromkeys([*q.answers, *(a for v in parallel.values() for a in v.answers)]))
         plans[key] = plan if allowed_to_search_again(q, sft) else plan[:1]
         requests.append(RolloutRequest(prompt=ids, lang=q.lang, exclude=frozenset(q.exclude), id=q.id))
     lengths = sorted({len(k) for k in by_prompt})
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # Tokens a further search needs besides its own turn: the fullest evidence block (budget plus
+    # tags, with a margin for re-tokenisation), the answer turn, and what the engine reserves for a
+    # forced answer. A search that would not fit is not written: the trajectory answers instead.
+    from crosearch.agent.engine import INFO_CLOSE, INFO_OPEN
+    from crosearch.agent.prompts import read_prompt_file
+
+    evidence_room = config.crosslingual.token_budget + count(INFO_OPEN + INFO_CLOSE) + 8
+    reserve = count(read_prompt_file("force_answer")) + config.agent.answer_tokens
 
     def responder(context: str) -> str:
         key = next((context[:n] for n in lengths if context[:n] in by_prompt), None)
@@ -180,10 +201,14 @@ def build_trajectories(
         q, plan = by_prompt[key], plans[key]
         tail = context[len(key) :]
         done = tail.count("</information>")
-        if done and (done >= len(plan) or _contains(tail.rsplit("<information>", 1)[-1], q.answers)):
-            return f"<think>{sft.answer_think}</think>\n<answer>{q.answers[0]}</answer>"
+        answer = f"<think>{sft.answer_think}</think>\n<answer>{q.answers[0]}</answer>"
+        if done and (done >= len(plan) or _contains(tail.rsplit("<information>", 1)[-1], golds[key])):
+            return answer
         think = sft.think if done == 0 else sft.search_again_think
-        return f"<think>{think}</think>\n<search>{plan[done][0]}</search>"
+        search = f"<think>{think}</think>\n<search>{plan[done][0]}</search>"
+        if done and count(context + search) + evidence_room + count(answer) + reserve > config.agent.max_total_tokens:
+            return answer
+        return search
 
     # One turn per search of the longest plan, and one for the answer.
     turns = 1 + max((len(p) for p in plans.values()), default=1)
@@ -206,7 +231,7 @@ def build_trajectories(
             ids = r.prompt_ids + r.completion_ids
             labels = [IGNORE] * len(r.prompt_ids) + [t if m else IGNORE for t, m in zip(r.completion_ids, r.env_mask)]
             searched = [t for t in r.turns if t.action == "search"]
-            found = [_contains(t.information or "", q.answers) for t in searched]
+            found = [_contains(t.information or "", golds[key]) for t in searched]
             kinds = dict((text, kind) for text, kind in plans[key])
             out.append(
                 Trajectory(
@@ -219,6 +244,9 @@ def build_trajectories(
                     queries=[t.query or "" for t in searched],
                     query_kinds=[kinds.get(t.query or "", "question") for t in searched],
                     evidence_has_answer=found,
+                    evidence_has_gold_paragraph=[
+                        q.paragraph is not None and any(d.paragraph == q.paragraph for d in t.docs) for t in searched
+                    ],
                 )
             )
     return out
@@ -231,9 +259,11 @@ def _coverage(trajectories: Sequence[Trajectory], max_length: int) -> dict[str, 
     return {
         "trajectories": n,
         # The gold answer inside the first search's evidence (what a one-search warm start shows) ...
-        "answer_in_first_evidence": sum(bool(t.evidence_has_answer[:1] == [True]) for t in trajectories) / n,
+        "answer_in_first_evidence": sum(t.evidence_has_answer[0] for t in trajectories) / n,
         # ... and inside any search's evidence (after the further searches).
         "answer_in_evidence": sum(t.answer_in_evidence for t in trajectories) / n,
+        "gold_paragraph_in_first_evidence": sum(t.evidence_has_gold_paragraph[0] for t in trajectories) / n,
+        "gold_paragraph_in_evidence": sum(any(t.evidence_has_gold_paragraph) for t in trajectories) / n,
         "searches_histogram": {str(k): searches[k] for k in sorted(searches)},
         "searches_per_trajectory": sum(t.searches for t in trajectories) / n,
         "searched_again": len(again),
@@ -245,22 +275,25 @@ def _coverage(trajectories: Sequence[Trajectory], max_length: int) -> dict[str, 
 def summarize_trajectories(trajectories: Sequence[Trajectory], sft: SFTConfig) -> dict[str, Any]:
     """Answer coverage before/after the further searches, searches per trajectory, per strategy and query kind.
 
-    ``by_query_kind`` counts every search of that kind and how often its evidence held a gold answer.
+    ``by_query_kind`` counts every search of that kind and how often its evidence held a gold answer
+    and the gold paragraph.
     """
     if not trajectories:
         raise CrosearchError("no warm-start trajectory could be built (check agent.max_total_tokens and the data)")
     kinds: dict[str, list[int]] = {}
     for t in trajectories:
-        for kind, found in zip(t.query_kinds, t.evidence_has_answer):
-            counts = kinds.setdefault(kind, [0, 0])
+        for kind, found, paragraph in zip(t.query_kinds, t.evidence_has_answer, t.evidence_has_gold_paragraph):
+            counts = kinds.setdefault(kind, [0, 0, 0])
             counts[0] += 1
             counts[1] += int(found)
+            counts[2] += int(paragraph)
     strategies = sorted({t.strategy for t in trajectories})
     return {
         **_coverage(trajectories, sft.max_length),
         "by_strategy": {s: _coverage([t for t in trajectories if t.strategy == s], sft.max_length) for s in strategies},
         "by_query_kind": {
-            k: {"searches": n, "answer_in_evidence": found / n} for k, (n, found) in sorted(kinds.items())
+            k: {"searches": n, "answer_in_evidence": found / n, "gold_paragraph_in_evidence": para / n}
+            for k, (n, found, para) in sorted(kinds.items())
         },
         "multi_search": sft.multi_search,
         "max_searches": sft.max_searches,
