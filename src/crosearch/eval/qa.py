@@ -173,7 +173,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per-language means (EM, F1, char3, answer language, searches, gold in context, n), macro and micro."""
+    """Per-language means (EM, F1, char3, answer language, searches, gold in context, n), macro and micro.
+
+    ``searches_histogram`` counts the questions by number of searches, per language and over all
+    (``{"all": {"0": n, "1": n, ...}, "de": {...}}``): a mean of 1.0 can hide a mix of 0 and 2.
+    """
     from crosearch.eval.metrics import QAScores, aggregate_scores
 
     report = aggregate_scores((r["lang"], QAScores(**r["scores"])) for r in records)
@@ -198,6 +202,10 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         pooled = [float(r[key]) for r in records if r.get(key) is not None]
         if out["micro"] is not None:
             out["micro"][key] = _mean(pooled)
+    out["searches_histogram"] = {
+        key: _count(str(int(r["searches"])) for r in rows)
+        for key, rows in [("all", list(records)), *sorted(by_lang.items())]
+    }
     langs = [v["tokens_per_retrieval"] for v in extras.values() if v["tokens_per_retrieval"] is not None]
     if out["macro"] is not None:
         out["macro"]["tokens_per_retrieval"] = _mean(langs)
