@@ -161,3 +161,26 @@ def test_search_language_rows_and_refused_combinations(data):
         check_group_mode(_config(root, "train.group_mode=search-langs", "crosslingual.strategy=mono"), ["de", "en"])
     with pytest.raises(ConfigError, match="exclude multilingual"):
         build_rows(bench.train[:2], multilingual=True, group_languages=2, search_langs=["self", "en"])
+
+
+def test_rollout_log_of_a_resumed_run_drops_the_steps_it_redoes(tmp_path, data):
+    from crosearch.agent.engine import DocRef, Rollout, Turn
+    from crosearch.eval.qa import read_predictions
+    from crosearch.rl.rollout import RolloutLog
+
+    _, bench = data
+    q = bench.train[0]
+    search = Turn(0, "generate", "<search>x</search>", "search", "stop", query="x")
+    search.docs = [DocRef(doc_id=f"en/{q.paragraph}/w0", lang="en", paragraph=q.paragraph)]
+    answer = Turn(1, "generate", "<answer>y</answer>", "answer", "stop", answer="y")
+    rollout = Rollout(q.id, q.lang, [1], [2, 3], [1, 0], [0.0, 0.0], [search, answer], "y", 1, "answered")
+    path = tmp_path / "rollouts.jsonl"
+    first = RolloutLog(path)
+    for step in (1, 2, 3):
+        first.write(step, [rollout], [q], ["en"])
+    # Resumed from the checkpoint of step 2: step 3 is trained again, its old lines go.
+    RolloutLog(path).write(3, [rollout, rollout], [q, q], [None, "en"])
+    records = read_predictions(path)
+    assert [r["step"] for r in records] == [1, 2, 3, 3]
+    assert [r["search_lang"] for r in records[2:]] == [q.lang, "en"]
+    assert records[0]["evidence_langs"] == [["en"]] and records[0]["gold_in_evidence"] is True
