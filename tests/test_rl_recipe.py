@@ -184,3 +184,40 @@ def test_rollout_log_of_a_resumed_run_drops_the_steps_it_redoes(tmp_path, data):
     assert [r["step"] for r in records] == [1, 2, 3, 3]
     assert [r["search_lang"] for r in records[2:]] == [q.lang, "en"]
     assert records[0]["evidence_langs"] == [["en"]] and records[0]["gold_in_evidence"] is True
+
+
+def test_sft_trajectories_only_writes_the_data_and_its_summary(data, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from crosearch.cli import app
+
+    root, _ = data
+    recipe = {
+        "model": {"name": "tiny"},
+        "retrieval": {"index_dir": str(root / "index")},
+        "crosslingual": {"strategy": "concat", "translator": "none", "token_budget": 300, "k": 2},
+        "agent": {"max_total_tokens": 2048},
+        "sft": {
+            "benchmark": str(root / "benchmark"),
+            "output_dir": str(tmp_path / "sft"),
+            "languages": ["de"],
+            "max_examples": 8,
+            "multi_search": 1.0,
+            "parallel_langs": ["en"],
+            "max_length": 2048,
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["sft", "--config", str(path), "--trajectories-only"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "sft" / "trajectories-summary.json").read_text())
+    lines = (tmp_path / "sft" / "trajectories.jsonl").read_text().splitlines()
+    assert summary["trajectories"] == len(lines) == 8
+    histogram = {int(k): v for k, v in summary["searches_histogram"].items()}
+    assert sum(histogram.values()) == 8 and max(histogram) >= 2 and summary["longer_than_max_length"] == 0
+    assert summary["answer_in_evidence"] >= summary["answer_in_first_evidence"]
+    assert not (tmp_path / "sft" / "final").exists()  # nothing was trained
