@@ -221,3 +221,30 @@ def test_sft_trajectories_only_writes_the_data_and_its_summary(data, tmp_path):
     assert sum(histogram.values()) == 8 and max(histogram) >= 2 and summary["longer_than_max_length"] == 0
     assert summary["answer_in_evidence"] >= summary["answer_in_first_evidence"]
     assert not (tmp_path / "sft" / "final").exists()  # nothing was trained
+
+
+def test_warm_start_trains_the_tiny_model_on_multi_search_trajectories(data, tokenizer, tmp_path):
+    import json
+
+    from crosearch.rl.sft import run_sft
+
+    root, _ = data
+    config = _config(
+        root,
+        f"sft.benchmark={root / 'benchmark'}",
+        f"sft.output_dir={tmp_path / 'sft'}",
+        "sft.multi_search=1.0",
+        "sft.max_examples=6",
+        "sft.max_length=2048",
+        "sft.max_steps=1",
+        "sft.batch_size=2",
+        "sft.bf16=false",
+        "model.dtype=float32",
+        "model.device=cpu",
+    )
+    summary = run_sft(config)
+    assert summary["steps"] == 1 and (tmp_path / "sft" / "final" / "adapter_config.json").exists()
+    assert summary["searches_histogram"].get("2", 0) + summary["searches_histogram"].get("3", 0) > 0
+    assert summary["trajectory_summary"]["longer_than_max_length"] == 0
+    for line in (tmp_path / "sft" / "trajectories.jsonl").read_text().splitlines():
+        _check_masks(Trajectory(**json.loads(line)), tokenizer)
