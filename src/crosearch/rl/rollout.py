@@ -272,15 +272,13 @@ class RolloutFunction:
     _engine: Any = None
     _table: dict[str, TrainRow] = field(default_factory=dict)
     _log: RolloutLog | None = None
+    search_lang_groups: bool = False
 
     def __post_init__(self) -> None:
         self._table = {row.key: row for row in self.rows}
         if len(self._table) != len(self.rows):
             raise ValueError("training rows must have unique keys")
-
-    @property
-    def search_lang_groups(self) -> bool:
-        return any(row.search_langs for row in self.rows)
+        self.search_lang_groups = any(row.search_langs for row in self.rows)
 
     def assign(self, prompts: Sequence[str]) -> list[QAExample]:
         """The language version each received prompt is asked in (k-th repeat of a row -> version k mod n)."""
