@@ -232,7 +232,7 @@ def build_trajectories(
             labels = [IGNORE] * len(r.prompt_ids) + [t if m else IGNORE for t, m in zip(r.completion_ids, r.env_mask)]
             searched = [t for t in r.turns if t.action == "search"]
             found = [_contains(t.information or "", golds[key]) for t in searched]
-            kinds = dict((text, kind) for text, kind in plans[key])
+            kinds = dict(plans[key])
             out.append(
                 Trajectory(
                     q.id,
