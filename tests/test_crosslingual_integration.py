@@ -142,6 +142,30 @@ def test_crosslingual_no_native_finds_foreign_copy_marked_supplementary(retrieve
     assert "(supplementary, in German [de]; Title:" in ev.body
 
 
+def test_a_search_aimed_at_another_language_makes_it_primary(retriever, xquad):
+    """search_lang (search-language groups): mono searches that language alone; crosslingual ranks it first,
+    keeps it among duplicates, and marks its passages as primary evidence in that language."""
+    q = _question(xquad, "de")
+    mono = Integrator(retriever, CrossLingualConfig(strategy="mono", token_budget=5000))
+    own, aimed = mono.gather(
+        [IntegrationQuery(q.question, "de"), IntegrationQuery(q.question, "de", search_lang="en")], 3
+    )
+    assert {p.lang for p in own.passages} == {"de"}
+    assert aimed.trace.languages_searched == ["en"] and {p.lang for p in aimed.passages} == {"en"}
+    assert aimed.query.lang == "de"  # the question stays the German one
+    cross = Integrator(
+        retriever,
+        CrossLingualConfig(token_budget=100_000, dedup_threshold=0.3, target_langs=["de", "zh"]),
+        translator=IdentityTranslator(),
+    )
+    ev = cross.gather([IntegrationQuery(q.question, "de", search_lang="en")], 4)[0]
+    assert ev.trace.languages_searched == ["en", "de", "zh"]
+    assert ev.passages[0].lang == "en" and ev.passages[0].role == "primary"
+    assert {p.role for p in ev.passages if p.lang != "en"} == {"supplementary"}
+    assert all(d["kept_lang"] == "en" for d in ev.trace.duplicates if "en" in (d["kept_lang"], d["dropped_lang"]))
+    assert ev.body.startswith("Doc 1 (primary, in English [en]; Title:")
+
+
 def test_crosslingual_drops_parallel_copy_with_trace(retriever, xquad):
     # Latin-script parallel copies share enough names and numbers to be caught untranslated.
     q = _question(xquad, "de")

@@ -39,3 +39,19 @@ def test_missing_or_broken_logs_are_clear_errors(tmp_path):
     (tmp_path / "summary.json").write_text("{broken")
     with pytest.raises(CrosearchError, match="summary.json: not a trainer log"):
         read_log_history(tmp_path)
+
+
+def test_searches_panel_has_a_line_per_language():
+    from crosearch.rl.curve import GRPO_PANELS, expand
+
+    history = [
+        {"step": 1, "reward": 0.1, "rollout/searches": 1.5, "lang/searches/de": 2.0, "lang/searches/en": 1.0},
+        {"step": 2, "reward": 0.2, "rollout/searches": 1.0, "search_lang/searches/es": 1.0, "lang/f1/de": 0.3},
+    ]
+    names = dict(GRPO_PANELS)["searches per rollout"]
+    assert expand(history, names) == [
+        "rollout/searches",
+        "lang/searches/de",
+        "lang/searches/en",
+        "search_lang/searches/es",
+    ]

@@ -73,6 +73,44 @@ def test_no_article_in_both_splits(gap):
     assert len(test_articles) == 24  # test_fraction 0.5 of 48 articles
 
 
+def test_validation_split_is_whole_train_articles_never_test_ones(gap, tmp_path):
+    config = DataConfig(setting="gap", seed=3, languages=LANGS, validation_fraction=0.25)
+    val = build_benchmark(config)
+    articles = {q.article for q in val.validation}
+    assert len(articles) == 6  # a quarter of the 24 train articles
+    assert not articles & {q.article for q in val.test} and not articles & {q.article for q in val.train}
+    assert val.meta["splits"]["validation_articles"] == sorted(articles)
+    assert val.meta["counts"]["validation"] == len(val.validation)
+    # Carved out of train alone: the test split and the collection are those of the build without it.
+    assert [q.to_dict() for q in val.test] == [q.to_dict() for q in gap.test]
+    assert [p.to_dict() for p in val.collection] == [p.to_dict() for p in gap.collection]
+    assert sorted(q.id for q in val.train + val.validation) == sorted(q.id for q in gap.train)
+    # Deterministic by seed; written, read back and selected by name.
+    again = build_benchmark(config)
+    assert [q.id for q in again.validation] == [q.id for q in val.validation]
+    loaded = load_benchmark(write_benchmark(val, tmp_path / "v"))
+    assert [q.to_dict() for q in loaded.split("validation")] == [q.to_dict() for q in val.validation]
+    assert (tmp_path / "v" / "validation.jsonl").is_file()
+    # Rebuilt without it in the same place: validation.jsonl goes, and the split is refused by name.
+    loaded = load_benchmark(write_benchmark(gap, tmp_path / "v"))
+    assert not (tmp_path / "v" / "validation.jsonl").exists()
+    with pytest.raises(CrosearchError, match="no validation split"):
+        loaded.split("validation")
+    with pytest.raises(CrosearchError, match="--split must be one of"):
+        loaded.split("dev")
+
+
+def test_without_validation_nothing_of_it_is_written(gap, tmp_path):
+    out = write_benchmark(gap, tmp_path / "b")
+    assert sorted(p.name for p in out.iterdir()) == ["collection.jsonl", "meta.json", "test.jsonl", "train.jsonl"]
+    meta = json.loads((out / "meta.json").read_text())
+    # The config key too: a benchmark built before validation_fraction existed is rebuilt byte for byte.
+    assert "validation_fraction" not in meta["config"]
+    assert "validation" not in meta["counts"] and "validation_articles" not in meta["splits"]
+    assert set(meta["config"]) == set(DataConfig.model_fields) - {"validation_fraction"}
+    assert meta["version"] == 1
+
+
 def test_gap_every_language_misses_what_another_has(gap):
     have = defaultdict(set)
     for p in gap.collection:

@@ -275,3 +275,18 @@ def test_report_puts_runs_side_by_side(tmp_path, bench_dir, policy, retriever):
         compare_runs([a.out_dir], ["bleu"])
     with pytest.raises(CrosearchError, match="no metrics.json"):
         compare_runs([tmp_path / "nothing"], ["f1"])
+
+
+def test_validation_split_is_evaluated_by_name_and_counts_searches(tmp_path, bench_dir, policy):
+    bench = build_benchmark(DataConfig(languages=LANGS, setting="no-native", seed=0, validation_fraction=0.2))
+    path = write_benchmark(bench, tmp_path / "with-validation")
+    run = QARun("direct", path, tmp_path / "val", split="validation", per_lang=2, langs=LANGS)
+    metrics = run_qa_eval(run, make_config(tmp_path), policy=policy, progress=False)
+    ids = {r["id"] for r in read_predictions(run.out_dir / PREDICTIONS)}
+    assert metrics["split"] == "validation" and len(ids) == 6
+    assert ids <= {q.id for q in bench.validation} and not ids & {q.id for q in bench.train + bench.test}
+    # The closed-book pipeline never searches: every question sits in the 0 bin, in every language.
+    assert metrics["searches_histogram"] == {"all": {"0": 6}, **{lang: {"0": 2} for lang in sorted(LANGS)}}
+    other = QARun("direct", bench_dir, tmp_path / "none", split="validation", per_lang=1, langs=LANGS)
+    with pytest.raises(CrosearchError, match="no validation split"):
+        run_qa_eval(other, make_config(tmp_path), policy=policy, progress=False)

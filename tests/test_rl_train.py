@@ -153,6 +153,53 @@ def test_grpo_step_masks_inserted_tokens_and_rewards_see_the_trace(workdir):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_search_language_groups_search_the_configured_languages_and_score_the_question_golds(workdir):
+    """One real TRL GRPO step in search-language groups: German questions, the rollouts of a group
+    searching German and English in turn; every rollout answers with the German gold."""
+    from crosearch.agent.backends import TeacherForcedBackend
+    from crosearch.data.benchmark import load_benchmark
+    from crosearch.rl import train as train_module
+
+    config, _ = _config(
+        workdir,
+        "search-langs",
+        languages=["de"],
+        num_generations=4,
+        group_mode="search-langs",
+        search_langs=["self", "en"],
+    )
+    config.agent.max_new_tokens = 96  # room for a long German question inside <search>
+    golds = {q.question.strip(): q.answers[0] for q in load_benchmark(config.train.benchmark).train if q.lang == "de"}
+
+    def responder(context: str) -> str:
+        question = context.rsplit("Question:", 1)[1].strip().split("\n")[0].strip()
+        if context.rstrip().endswith("</information>"):
+            return f"<think>found</think>\n<answer>{golds[question]}</answer>"
+        return f"<think>search</think>\n<search>{question}</search>"
+
+    summary = train_module.run_train(
+        config, backend_factory=lambda model, tok: TeacherForcedBackend(model, tok, lambda c: responder(c))
+    )
+    assert summary["steps"] == 1
+    lines = [json.loads(x) for x in (Path(config.train.output_dir) / "rollouts.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and {r["step"] for r in lines} == {1}
+    for start in range(0, 8, 4):
+        group = lines[start : start + 4]
+        assert len({r["id"] for r in group}) == 1 and {r["lang"] for r in group} == {"de"}
+        assert [r["search_lang"] for r in group] == ["de", "en", "de", "en"]
+        for r in group:
+            # A German query may match nothing in English ("No results found."), never another language.
+            assert r["searches"] == 1 and set(r["evidence_langs"][0]) <= {r["search_lang"]}
+    for lang in ("de", "en"):
+        assert any(r["evidence_langs"][0] for r in lines if r["search_lang"] == lang)
+    logs = {k: v for entry in summary["log_history"] for k, v in entry.items()}
+    # Scored against the German question's golds whatever language was searched (English golds would miss).
+    assert logs["search_lang/exact_match/de"] == pytest.approx(1.0)
+    assert logs["search_lang/exact_match/en"] == pytest.approx(1.0)
+    assert logs["search_lang/searches/en"] == pytest.approx(1.0)
+    assert logs["lang/exact_match/de"] == pytest.approx(1.0)
+
+
 def test_warm_start_masks_inserted_information(workdir):
     from crosearch.rl.sft import run_sft
 

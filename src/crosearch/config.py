@@ -14,6 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from crosearch.errors import ConfigError
+from crosearch.names import LANG_PATTERN, LANG_RULE
+
+#: A language code (see :mod:`crosearch.names`).
+_LangCode = Annotated[str, StringConstraints(pattern=LANG_PATTERN)]
+#: A language code, or 'self' for the question's own language.
+_SearchLang = Annotated[str, StringConstraints(pattern=f"^self$|{LANG_PATTERN}")]
 
 
 class Section(BaseModel):
@@ -38,6 +44,13 @@ class DataConfig(Section):
     window_sentences: int = Field(3, ge=1, description="sentences per passage window")
     window_stride: int = Field(2, ge=1, description="sentences between window starts (stride < size overlaps windows)")
     test_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of articles that go to the test split")
+    validation_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the train split's articles carved out as a validation split (whole articles, "
+        "seeded, never from the test split; training never sees them); 0 = no validation split",
+    )
 
 
 class RetrievalConfig(Section):
@@ -260,6 +273,39 @@ class SFTConfig(Section):
     k: int = Field(2, ge=1, description="passages inserted in the single search turn")
     think: str = Field("I need to search for this.", description="the short reasoning written before the search")
     answer_think: str = Field("The documents give the answer.", description="the short reasoning before the answer")
+    multi_search: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of trajectories (a seeded draw per question) allowed to search again while the "
+        "evidence inserted so far lacks a gold answer; 0 = one search each (the warm start of before)",
+    )
+    max_searches: int = Field(
+        3, ge=1, le=8, description="most searches of a trajectory allowed to search again (then it answers)"
+    )
+    reformulation: Literal["parallel", "keywords"] = Field(
+        "parallel",
+        description="query of a further search: 'parallel' = the question's parallel version in the next language "
+        "of sft.parallel_langs (XQuAD questions share a group across languages): a search aimed at another "
+        "language; 'keywords' = the content words of the question, then of those parallel versions",
+    )
+    parallel_langs: list[_LangCode] = Field(
+        default_factory=lambda: ["en", "es"],
+        min_length=1,
+        description="languages whose parallel version the further searches use, in order (the question's own "
+        "language is skipped): the high-resource languages where knowledge most often exists",
+    )
+    search_again_think: str = Field(
+        "The documents do not give the answer. I need to search again.",
+        description="the short reasoning before a further search",
+    )
+    strategies: list[Literal["mono", "concat", "crosslingual"]] | None = Field(
+        None,
+        min_length=1,
+        description="integration strategies the trajectories' evidence comes from, assigned to the questions in "
+        "turn so the trajectory count stays sft.max_examples (None = crosslingual.strategy alone); a warm start "
+        "shared by arms of different strategies has seen the evidence of each",
+    )
     max_steps: int = Field(75, ge=1)
     batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -302,6 +348,28 @@ class TrainConfig(Section):
     )
     group_languages: int = Field(
         2, ge=1, description="languages per multilingual group (the k-th rollout uses version k mod n)"
+    )
+    group_mode: Literal["question", "search-langs"] = Field(
+        "question",
+        description="what varies inside a GRPO group: 'question' = nothing but the sample, or with "
+        "multilingual_groups the question's language version; 'search-langs' = the language the rollouts' "
+        "searches go to (train.search_langs), the question and its golds staying the question's own: the "
+        "language-coupled rollout of the authors' LcRL code. Under crosslingual.strategy 'mono' a rollout "
+        "searches its language alone; under 'crosslingual' that language is the primary one (searched first, "
+        "first on rank ties, kept among duplicates) and the others supplement it; 'concat' is refused (it "
+        "searches every language for every rollout, so the groups would differ only in the order of the blocks)",
+    )
+    search_langs: list[_SearchLang] = Field(
+        default_factory=lambda: ["self", "en", "es"],
+        min_length=2,
+        description="group_mode 'search-langs': rollout k of a group searches entry k mod n; 'self' = the "
+        "question's language. The default follows LcRL's three: the question's own, English, and one more "
+        f"high-resource language that XQuAD holds (Spanish). Entries are {LANG_RULE}, or 'self'",
+    )
+    rollout_log: bool = Field(
+        True,
+        description="append one line per rollout (step, question, its language, search language, queries, "
+        "evidence languages and ids, answer, searches) to output_dir/rollouts.jsonl",
     )
     max_steps: int = Field(10, ge=1, description="optimizer steps")
     learning_rate: float = Field(

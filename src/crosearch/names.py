@@ -18,7 +18,8 @@ from crosearch.errors import CrosearchError, DataFormatError
 
 # BCP-47-like: a 2-3 letter primary subtag, then up to three subtags of 1-8 letters or digits,
 # separated by "-" or "_" (MKQA's zh_cn, pt-BR, sr-Latn, zh-Hant-TW).
-_LANG = regex.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
+LANG_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$"
+_LANG = regex.compile(LANG_PATTERN)
 # Run and arm names: letters, digits, ".", "_", "+", "-"; not starting with a dot (no "..", no hidden files).
 _NAME = regex.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 

@@ -53,7 +53,10 @@ class RolloutRequest:
 
     ``prompt`` is text (tokenised with the tokenizer's special tokens, i.e. BOS) or
     token ids used as given. ``lang`` is the question's language; ``exclude`` the
-    passage ids this question may never see. ``id`` and ``meta`` are carried through.
+    passage ids this question may never see. ``search_lang`` aims this rollout's searches
+    at another language (``None`` = the question's; see ``IntegrationQuery.search_lang``):
+    the question, and so the prompt and the golds, stay the question's own.
+    ``id`` and ``meta`` are carried through.
     """
 
     prompt: str | Sequence[int]
@@ -61,6 +64,7 @@ class RolloutRequest:
     exclude: frozenset[str] | Sequence[str] = frozenset()
     id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    search_lang: str | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +112,7 @@ class Rollout:
     n_searches: int
     stop_reason: StopReason
     meta: dict[str, Any] = field(default_factory=dict)
+    search_lang: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +122,7 @@ class Rollout:
         return {
             "id": self.id,
             "lang": self.lang,
+            "search_lang": self.search_lang or self.lang,
             "answer": self.answer,
             "n_searches": self.n_searches,
             "stop_reason": self.stop_reason,
@@ -423,7 +429,10 @@ class RolloutEngine:
             raise CrosearchError("the model searched, but this rollout engine has no retriever/integration")
         from crosearch.crosslingual.integration import IntegrationQuery
 
-        queries = [IntegrationQuery(text=q, lang=s.request.lang, exclude=s.exclude) for s, _, q in searches]
+        queries = [
+            IntegrationQuery(text=q, lang=s.request.lang, exclude=s.exclude, search_lang=s.request.search_lang)
+            for s, _, q in searches
+        ]
         evidences = list(self.integration(queries))
         if len(evidences) != len(queries):
             raise CrosearchError(f"the integration returned {len(evidences)} results for {len(queries)} searches")
@@ -484,4 +493,5 @@ class RolloutEngine:
             n_searches=s.n_searches,
             stop_reason=s.stop or "max_turns",
             meta=dict(s.request.meta),
+            search_lang=s.request.search_lang,
         )

@@ -31,7 +31,10 @@ def build(
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """Build collection.jsonl, train.jsonl, test.jsonl and meta.json (byte-identical for the same seed and config)."""
+    """Build collection.jsonl, train/test.jsonl and meta.json (byte-identical for the same seed and config).
+
+    With data.validation_fraction > 0 also validation.jsonl, carved out of the train split.
+    """
     from rich.console import Console
 
     from crosearch.data.benchmark import build_benchmark, write_benchmark
@@ -50,8 +53,9 @@ def build(
     bench = build_benchmark(cfg, progress=console.is_terminal)
     write_benchmark(bench, out)
     counts = bench.meta["counts"]
+    validation = f", {counts['validation']} validation" if bench.has_validation else ""
     console.print(
-        f"wrote {out}: {counts['passages']} passages, {counts['train']} train and {counts['test']} test "
+        f"wrote {out}: {counts['passages']} passages, {counts['train']} train{validation} and {counts['test']} test "
         f"questions in {len(bench.languages)} languages (setting {cfg.setting}, seed {cfg.seed})"
     )
     console.print(stats_table(compute_stats(bench)))

@@ -111,13 +111,13 @@ def eval_retrieval(
     """Recall@k and MRR per language, searching the question's language (mono) and all languages (all)."""
     from rich.console import Console
 
-    from crosearch.data.benchmark import load_benchmark
+    from crosearch.data.benchmark import SPLITS, load_benchmark
     from crosearch.io import atomic_write_json
     from crosearch.retrieval.evaluation import evaluate_retrieval, report_tables
     from crosearch.retrieval.local import load_retriever
 
-    if split not in ("test", "train"):
-        raise CrosearchError(f"--split must be 'test' or 'train', got '{split}'")
+    if split not in SPLITS:
+        raise CrosearchError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
     bad = [s for s in scope_list if s not in ("mono", "all")]
     if bad or not scope_list:
@@ -126,7 +126,7 @@ def eval_retrieval(
     cfg = with_model_and_retriever(resolve_config(config, overrides), index_dir=index_dir)
     console = Console(stderr=True)
     bench = load_benchmark(benchmark)
-    questions = bench.test if split == "test" else bench.train
+    questions = bench.split(split)
     retriever = load_retriever(cfg)
     report = evaluate_retrieval(retriever, questions, k_list, scope_list)  # type: ignore[arg-type]
     result = {

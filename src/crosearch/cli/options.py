@@ -35,7 +35,7 @@ RetrieverUrlOption = Annotated[
     ),
 ]
 BenchmarkOption = Annotated[Path, typer.Option("--benchmark", "-b", help="Benchmark directory (crosearch data build).")]
-SplitOption = Annotated[str, typer.Option("--split", help="Question split: test or train.")]
+SplitOption = Annotated[str, typer.Option("--split", help="Question split: test, validation or train.")]
 
 
 def resolve_config(config: Path | None, overrides: list[str] | None) -> Config:

@@ -30,11 +30,25 @@ def _print_summary(summary: dict, keys: tuple[str, ...]) -> None:
     console.print(f"[green]done[/]: {shown}")
 
 
-def sft(config: ConfigOption = None, overrides: SetOption = None, resume: ResumeOption = False) -> None:
+def sft(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    resume: ResumeOption = False,
+    trajectories_only: Annotated[
+        bool,
+        typer.Option(
+            "--trajectories-only",
+            help="Build the trajectories (sft.output_dir/trajectories.jsonl and trajectories-summary.json), "
+            "print their answer coverage and searches, and train nothing (needs no model weights).",
+        ),
+    ] = False,
+) -> None:
     """Warm start: supervised training on protocol trajectories built from the train split (LoRA by default)."""
     from crosearch.rl.sft import run_sft
 
-    summary = run_sft(resolve_config(config, overrides), resume=resume)
+    summary = run_sft(resolve_config(config, overrides), resume=resume, trajectories_only=trajectories_only)
+    if trajectories_only:
+        return
     _print_summary(summary, ("trajectories", "answer_in_evidence", "steps", "train_loss", "train_seconds", "output"))
 
 

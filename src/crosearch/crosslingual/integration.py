@@ -43,11 +43,24 @@ STRATEGIES: tuple[str, ...] = ("mono", "concat", "crosslingual")
 
 @dataclass(slots=True)
 class IntegrationQuery:
-    """One search request of one rollout: the query text, the question's language, its excluded passage ids."""
+    """One search request of one rollout: the query text, the question's language, its excluded passage ids.
+
+    ``search_lang`` aims the search at another language than the question's (``None`` = the
+    question's own): it takes the question language's place as the *primary* language, the
+    one ``mono`` searches alone and ``concat``/``crosslingual`` search first, rank first on
+    ties and keep among duplicates. Evidence is still rendered for the question (translated
+    into ``lang`` under ``crosslingual`` with ``render: translate``).
+    """
 
     text: str
     lang: str
     exclude: frozenset[str] = frozenset()
+    search_lang: str | None = None
+
+    @property
+    def primary(self) -> str:
+        """The language this search is aimed at."""
+        return self.search_lang or self.lang
 
 
 @dataclass(slots=True)
@@ -109,13 +122,18 @@ class TokenCounter:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _doc_header(index: int, passage: EvidencePassage, strategy: str, render: str) -> str:
+def _doc_header(index: int, passage: EvidencePassage, strategy: str, render: str, question_lang: str | None) -> str:
     title = passage.translated_title if passage.translated_title else passage.title
     if strategy != "crosslingual":
         # The Search-R1 format, so that mono/concat are the plain baselines.
         return f"Doc {index}(Title: {title})"
     if passage.role == "primary":
-        return f"Doc {index} (primary; Title: {title})"
+        if question_lang is None or passage.lang == question_lang:
+            return f"Doc {index} (primary; Title: {title})"
+        # Primary evidence in another language than the question's: a search aimed at that language.
+        if render == "translate" and passage.translated is not None:
+            return f"Doc {index} (primary, from {passage.lang}; Title: {title})"
+        return f"Doc {index} (primary, in {language_name(passage.lang)} [{passage.lang}]; Title: {title})"
     if render == "translate" and passage.translated is not None:
         return f"Doc {index} (supplementary, from {passage.lang}; Title: {title})"
     return f"Doc {index} (supplementary, in {language_name(passage.lang)} [{passage.lang}]; Title: {title})"
@@ -141,13 +159,22 @@ def _cut_to_budget(text: str, prefix: str, budget: int, count: TokenCounter) -> 
 
 
 def render_evidence(
-    passages: list[EvidencePassage], strategy: str, render: str, budget: int, count: TokenCounter, trace: EvidenceTrace
+    passages: list[EvidencePassage],
+    strategy: str,
+    render: str,
+    budget: int,
+    count: TokenCounter,
+    trace: EvidenceTrace,
+    question_lang: str | None = None,
 ) -> tuple[list[EvidencePassage], str]:
-    """Render passages best first within ``budget``; fills ``shown`` and the trace's budget fields."""
+    """Render passages best first within ``budget``; fills ``shown`` and the trace's budget fields.
+
+    ``question_lang`` marks primary passages of another language (searches aimed elsewhere).
+    """
     kept: list[EvidencePassage] = []
     lines: list[str] = []
     for position, passage in enumerate(passages):
-        header = _doc_header(len(kept) + 1, passage, strategy, render)
+        header = _doc_header(len(kept) + 1, passage, strategy, render, question_lang)
         text = _shown_text(passage, render)
         line = f"{header} {text}"
         joined = "\n".join(lines + [line])
@@ -266,8 +293,8 @@ class Integrator:
         return [[h for h in hits if h.doc_id not in req.exclude] for req, hits in zip(requests, results)]
 
     @staticmethod
-    def _passage(hit: Hit, query_lang: str) -> EvidencePassage:
-        role: Literal["primary", "supplementary"] = "primary" if hit.lang == query_lang else "supplementary"
+    def _passage(hit: Hit, primary_lang: str) -> EvidencePassage:
+        role: Literal["primary", "supplementary"] = "primary" if hit.lang == primary_lang else "supplementary"
         return EvidencePassage(
             doc_id=hit.doc_id,
             lang=hit.lang,
@@ -280,19 +307,19 @@ class Integrator:
 
     def _finish(self, query: IntegrationQuery, passages: list[EvidencePassage], trace: EvidenceTrace) -> Evidence:
         kept, body = render_evidence(
-            passages, self.strategy, self.settings.render, self.token_budget, self.count, trace
+            passages, self.strategy, self.settings.render, self.token_budget, self.count, trace, query.lang
         )
         return Evidence(query=query, passages=kept, body=body, trace=trace)
 
     # ------------------------------------------------------------------ strategies
 
     def _mono(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
-        requests = [SearchQuery(text=q.text, lang=q.lang, search_langs=[q.lang], exclude=q.exclude) for q in queries]
+        requests = [SearchQuery(text=q.text, lang=q.lang, search_langs=[q.primary], exclude=q.exclude) for q in queries]
         results = self._search(requests, k)
         out = []
         for q, hits in zip(queries, results):
-            trace = EvidenceTrace(strategy="mono", languages_searched=[q.lang], candidates=len(hits))
-            out.append(self._finish(q, [self._passage(h, q.lang) for h in hits[:k]], trace))
+            trace = EvidenceTrace(strategy="mono", languages_searched=[q.primary], candidates=len(hits))
+            out.append(self._finish(q, [self._passage(h, q.primary) for h in hits[:k]], trace))
         return out
 
     def _concat(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
@@ -300,7 +327,7 @@ class Integrator:
         requests: list[SearchQuery] = []
         spans: list[tuple[int, list[str]]] = []
         for q in queries:
-            langs = self._languages_for(q.lang)
+            langs = self._languages_for(q.primary)
             spans.append((len(requests), langs))
             requests += [SearchQuery(text=q.text, lang=q.lang, search_langs=[ln], exclude=q.exclude) for ln in langs]
         results = self._search(requests, per_lang)
@@ -308,7 +335,7 @@ class Integrator:
         for q, (start, langs) in zip(queries, spans):
             hits = [h for lst in results[start : start + len(langs)] for h in lst[:per_lang]]
             trace = EvidenceTrace(strategy="concat", languages_searched=langs, candidates=len(hits))
-            out.append(self._finish(q, [self._passage(h, q.lang) for h in hits], trace))
+            out.append(self._finish(q, [self._passage(h, q.primary) for h in hits], trace))
         return out
 
     def _translate_grouped(self, items: list[tuple[str, str, str]], max_new_tokens: int) -> list[str]:
@@ -340,7 +367,7 @@ class Integrator:
 
     def _crosslingual(self, queries: Sequence[IntegrationQuery], k: int) -> list[Evidence]:
         per_lang = self.settings.per_lang_k or k
-        langs_per_query = [self._languages_for(q.lang) for q in queries]
+        langs_per_query = [self._languages_for(q.primary) for q in queries]
         if self.settings.ranking == "aligned":
             return self._aligned(queries, langs_per_query, k)
 
@@ -397,7 +424,7 @@ class Integrator:
         need_translation = self.translator is not None and (
             self.settings.render == "translate" or self.settings.dedup_threshold < 1.0
         )
-        passages = [[self._passage(h, q.lang) for h in pool] for q, pool in zip(queries, pools)]
+        passages = [[self._passage(h, q.primary) for h in pool] for q, pool in zip(queries, pools)]
         if need_translation:
             text_items, title_items, where = [], [], []
             for qi, (q, plist) in enumerate(zip(queries, passages)):
@@ -432,7 +459,7 @@ class Integrator:
             keep, drops = deduplicate(
                 comparable,
                 [p.lang for p in plist],
-                q.lang,
+                q.primary,
                 self.settings.dedup_threshold,
                 vectors=vectors,
                 vector_threshold=self.settings.dedup_embedding_threshold,

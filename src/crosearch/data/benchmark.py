@@ -1,12 +1,17 @@
 """The open-retrieval multilingual benchmark built from parallel SQuAD-format files.
 
-A benchmark directory holds four files, all written atomically and byte-stable
-for the same source, seed and configuration:
+A benchmark directory holds four files (five with a validation split), all written
+atomically and byte-stable for the same source, seed and configuration:
 
 - ``collection.jsonl``: the passages (:class:`~crosearch.types.Passage`) of every language;
 - ``train.jsonl`` / ``test.jsonl``: the questions (:class:`~crosearch.types.QAExample`),
   one per (question, language), split by article so no test paragraph is seen in training;
+- ``validation.jsonl`` (only with ``validation_fraction > 0``): whole articles carved out of
+  the train split, for tuning a recipe without touching the test split;
 - ``meta.json``: format version, the configuration, counts and the article split.
+
+Without a validation split nothing of it appears anywhere (not even the config key in
+``meta.json``), so benchmarks built before it existed are rebuilt byte for byte.
 
 Coverage settings: ``full`` (every language has every paragraph), ``gap`` (each language
 keeps a seeded random ``gap_keep`` share of the paragraphs, so much knowledge exists only
@@ -46,6 +51,9 @@ from crosearch.types import Passage, QAExample
 BENCHMARK_FORMAT = "crosearch-benchmark"
 BENCHMARK_VERSION = 1
 FILES = ("collection.jsonl", "train.jsonl", "test.jsonl", "meta.json")
+VALIDATION_FILE = "validation.jsonl"
+# Question splits in data-flow order; "validation" exists only when the benchmark was built with one.
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Benchmark:
     train: list[QAExample]
     test: list[QAExample]
     meta: dict[str, Any] = field(default_factory=dict)
+    validation: list[QAExample] = field(default_factory=list)
 
     @property
     def languages(self) -> list[str]:
@@ -64,6 +73,22 @@ class Benchmark:
     @property
     def setting(self) -> str:
         return str(self.meta.get("config", {}).get("setting", "full"))
+
+    @property
+    def has_validation(self) -> bool:
+        return "validation" in self.meta.get("counts", {})
+
+    def split(self, name: str) -> list[QAExample]:
+        """The questions of split ``name`` (train, validation or test)."""
+        if name not in SPLITS:
+            raise CrosearchError(f"--split must be one of {', '.join(SPLITS)}, got '{name}'")
+        if name == "validation" and not self.has_validation:
+            raise CrosearchError(
+                "this benchmark has no validation split: rebuild it with data.validation_fraction > 0 "
+                "(e.g. `crosearch data build --set data.validation_fraction=0.1 --out DIR`)"
+            )
+        questions: list[QAExample] = getattr(self, name)
+        return questions
 
 
 # --------------------------------------------------------------------------- source files
@@ -168,6 +193,19 @@ def _split_articles(num_articles: int, seed: int, test_fraction: float) -> set[i
     return set(order[:n_test])
 
 
+def _split_validation(train_articles: list[int], seed: int, fraction: float) -> set[int]:
+    """Indices of the validation articles: a seeded share of the train articles (at least one each side).
+
+    Its own seed stream, so the test split is the same whatever the fraction.
+    """
+    if fraction <= 0.0 or len(train_articles) < 2:
+        return set()
+    order = sorted(train_articles)
+    random.Random(f"crosearch-validation:{seed}").shuffle(order)
+    n_val = min(max(round(fraction * len(order)), 1), len(order) - 1)
+    return set(order[:n_val])
+
+
 def _gap_keep(paragraphs: list[str], langs: list[str], seed: int, keep: float) -> dict[str, set[str]]:
     """Paragraphs each language keeps: independent seeded samples, every paragraph kept somewhere."""
     n_keep = max(1, round(keep * len(paragraphs)))
@@ -209,6 +247,9 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
     ]
     all_pids = [pid for _, _, pid in paragraphs]
     test_articles = _split_articles(len(ref.articles), config.seed, config.test_fraction)
+    validation_articles = _split_validation(
+        [i for i in range(len(ref.articles)) if i not in test_articles], config.seed, config.validation_fraction
+    )
 
     if config.setting == "gap":
         kept = _gap_keep(all_pids, langs, config.seed, config.gap_keep)
@@ -238,8 +279,9 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
 
     train: list[QAExample] = []
     test: list[QAExample] = []
+    validation: list[QAExample] = []
     for ai, pi, pid in paragraphs:
-        target = test if ai in test_articles else train
+        target = test if ai in test_articles else validation if ai in validation_articles else train
         for qi in range(len(ref.articles[ai].paragraphs[pi].questions)):
             for lang in langs:
                 q = squads[lang].articles[ai].paragraphs[pi].questions[qi]
@@ -272,9 +314,13 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
 
     resolved = config.model_dump(mode="json")
     resolved["languages"] = langs
+    with_validation = config.validation_fraction > 0.0
+    if not with_validation:
+        # Keeps meta.json of a benchmark without validation byte-identical to builds from before the key.
+        del resolved["validation_fraction"]
     from crosearch import __version__
 
-    meta = {
+    meta: dict[str, Any] = {
         "format": BENCHMARK_FORMAT,
         "version": BENCHMARK_VERSION,
         "crosearch_version": __version__,
@@ -283,7 +329,9 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
         "languages": langs,
         "splits": {
             "train_articles": [
-                article_id(name, i, widths[0]) for i in range(len(ref.articles)) if i not in test_articles
+                article_id(name, i, widths[0])
+                for i in range(len(ref.articles))
+                if i not in test_articles and i not in validation_articles
             ],
             "test_articles": [article_id(name, i, widths[0]) for i in sorted(test_articles)],
         },
@@ -299,7 +347,11 @@ def build_benchmark(config: DataConfig, *, progress: bool = False) -> Benchmark:
             "test_per_language": per_lang(test),
         },
     }
-    return Benchmark(collection=collection, train=train, test=test, meta=meta)
+    if with_validation:
+        meta["splits"]["validation_articles"] = [article_id(name, i, widths[0]) for i in sorted(validation_articles)]
+        meta["counts"]["validation"] = len(validation)
+        meta["counts"]["validation_per_language"] = per_lang(validation)
+    return Benchmark(collection=collection, train=train, test=test, meta=meta, validation=validation)
 
 
 def _check_not_empty(collection: list[Passage], train: list[QAExample], test: list[QAExample], source: str) -> None:
@@ -319,8 +371,9 @@ def _is_previous_build(out: Path) -> bool:
     if isinstance(meta, dict) and meta.get("format") == BENCHMARK_FORMAT:
         return True
     # An interrupted build removed meta.json first: only our files (and atomic writes' temporaries) remain.
+    ours = (*FILES, VALIDATION_FILE)
     return all(
-        entry.name in FILES or any(entry.name.startswith(f".{name}.") for name in FILES) for entry in out.iterdir()
+        entry.name in ours or any(entry.name.startswith(f".{name}.") for name in ours) for entry in out.iterdir()
     )
 
 
@@ -343,6 +396,10 @@ def write_benchmark(bench: Benchmark, out_dir: str | Path) -> Path:
     write_corpus(out / "collection.jsonl", bench.collection)
     write_qa(out / "train.jsonl", bench.train)
     write_qa(out / "test.jsonl", bench.test)
+    if bench.has_validation:
+        write_qa(out / VALIDATION_FILE, bench.validation)
+    else:
+        (out / VALIDATION_FILE).unlink(missing_ok=True)  # from an earlier build with a validation split
     atomic_write_json(out / "meta.json", bench.meta)
     return out
 
@@ -373,7 +430,9 @@ def load_benchmark(path: str | Path) -> Benchmark:
             f"(this crosearch reads up to {BENCHMARK_VERSION}); rebuild it",
             field="version",
         )
-    for name in FILES[:3]:
+    counts = meta.get("counts", {})
+    with_validation = "validation" in counts
+    for name in (*FILES[:3], *([VALIDATION_FILE] if with_validation else [])):
         if not (root / name).exists():
             raise CrosearchError(f"{root}: {name} is missing; rebuild the benchmark ({hint})")
     bench = Benchmark(
@@ -381,10 +440,16 @@ def load_benchmark(path: str | Path) -> Benchmark:
         train=read_qa(root / "train.jsonl"),
         test=read_qa(root / "test.jsonl"),
         meta=meta,
+        validation=read_qa(root / VALIDATION_FILE) if with_validation else [],
     )
     _check_not_empty(bench.collection, bench.train, bench.test, str(root))
-    counts = meta.get("counts", {})
-    for name, records in (("passages", bench.collection), ("train", bench.train), ("test", bench.test)):
+    splits: list[tuple[str, list[Any]]] = [
+        ("passages", bench.collection),
+        ("train", bench.train),
+        ("test", bench.test),
+        ("validation", bench.validation),
+    ]
+    for name, records in splits:
         expected = counts.get(name)
         if expected is not None and expected != len(records):
             raise DataFormatError(

@@ -27,6 +27,7 @@ class LangStats:
     paragraphs: int = 0
     mean_passage_chars: float = 0.0
     train_questions: int = 0
+    validation_questions: int = 0
     test_questions: int = 0
     test_native: int = 0
     test_cross_only: int = 0
@@ -62,7 +63,9 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
         langs_of_paragraph[paragraph].add(lang)
 
     langs = sorted(
-        set(bench.languages) | {p.lang for p in bench.collection} | {q.lang for q in bench.train + bench.test}
+        set(bench.languages)
+        | {p.lang for p in bench.collection}
+        | {q.lang for q in bench.train + bench.validation + bench.test}
     )
     per = {lang: LangStats(lang=lang) for lang in langs}
     chars: dict[str, int] = defaultdict(int)
@@ -74,15 +77,18 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
 
     hits: dict[str, int] = defaultdict(int)
 
-    def visit(question: QAExample, is_test: bool) -> None:
+    def visit(question: QAExample, split: str) -> None:
         row = per[question.lang]
         own = copies.get((question.lang, question.paragraph), [])
         if own:
             row.answer_in_passage_of += 1
             if any(_contains(p.text, question.answers) for p in own):
                 hits[question.lang] += 1
-        if not is_test:
-            row.train_questions += 1
+        if split != "test":
+            if split == "train":
+                row.train_questions += 1
+            else:
+                row.validation_questions += 1
             return
         row.test_questions += 1
         excluded = set(question.exclude)
@@ -95,10 +101,9 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
         else:
             row.test_unreachable += 1
 
-    for question in bench.train:
-        visit(question, False)
-    for question in bench.test:
-        visit(question, True)
+    for split in ("train", "validation", "test"):
+        for question in getattr(bench, split):
+            visit(question, split)
 
     total = LangStats(lang="all")
     for lang, row in per.items():
@@ -108,6 +113,7 @@ def compute_stats(bench: Benchmark) -> BenchmarkStats:
             "passages",
             "paragraphs",
             "train_questions",
+            "validation_questions",
             "test_questions",
             "test_native",
             "test_cross_only",

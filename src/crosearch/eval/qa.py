@@ -173,7 +173,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per-language means (EM, F1, char3, answer language, searches, gold in context, n), macro and micro."""
+    """Per-language means (EM, F1, char3, answer language, searches, gold in context, n), macro and micro.
+
+    ``searches_histogram`` counts the questions by number of searches, per language and over all
+    (``{"all": {"0": n, "1": n, ...}, "de": {...}}``): a mean of 1.0 can hide a mix of 0 and 2.
+    """
     from crosearch.eval.metrics import QAScores, aggregate_scores
 
     report = aggregate_scores((r["lang"], QAScores(**r["scores"])) for r in records)
@@ -198,6 +202,10 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         pooled = [float(r[key]) for r in records if r.get(key) is not None]
         if out["micro"] is not None:
             out["micro"][key] = _mean(pooled)
+    out["searches_histogram"] = {
+        key: _count(str(int(r["searches"])) for r in rows)
+        for key, rows in [("all", list(records)), *sorted(by_lang.items())]
+    }
     langs = [v["tokens_per_retrieval"] for v in extras.values() if v["tokens_per_retrieval"] is not None]
     if out["macro"] is not None:
         out["macro"]["tokens_per_retrieval"] = _mean(langs)
@@ -261,16 +269,16 @@ def run_qa_eval(
     from rich.console import Console
 
     from crosearch.agent.pipelines import PIPELINES, Pipeline, load_policy_backend, pipeline_strategy
-    from crosearch.data.benchmark import load_benchmark
+    from crosearch.data.benchmark import SPLITS, load_benchmark
     from crosearch.io import atomic_write_json
 
     console = console or Console(stderr=True)
     if run.pipeline not in PIPELINES:
         raise CrosearchError(f"unknown pipeline '{run.pipeline}'; choose one of {', '.join(PIPELINES)}")
-    if run.split not in ("test", "train"):
-        raise CrosearchError(f"--split must be 'test' or 'train', got '{run.split}'")
+    if run.split not in SPLITS:
+        raise CrosearchError(f"--split must be one of {', '.join(SPLITS)}, got '{run.split}'")
     bench = load_benchmark(run.benchmark)
-    pool = bench.test if run.split == "test" else bench.train
+    pool = bench.split(run.split)
     questions = sample_questions(pool, run.per_lang, run.langs, config.eval.seed)
     if not questions:
         raise CrosearchError(f"{run.benchmark}: no {run.split} questions to evaluate")

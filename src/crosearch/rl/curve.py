@@ -16,7 +16,8 @@ from crosearch.errors import CrosearchError, DataFormatError
 from crosearch.io import atomic_open, read_json
 from crosearch.rl.checkpoints import checkpoint_dirs
 
-# Panels of the GRPO figure: (title, metrics drawn in it). Missing metrics are skipped.
+# Panels of the GRPO figure: (title, metrics drawn in it). Missing metrics are skipped; a name
+# ending in "*" stands for every logged metric with that prefix (one line per language).
 GRPO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("total reward", ("reward",)),
     (
@@ -29,7 +30,7 @@ GRPO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "rewards/answer_language/mean",
         ),
     ),
-    ("searches per rollout", ("rollout/searches",)),
+    ("searches per rollout", ("rollout/searches", "lang/searches/*", "search_lang/searches/*")),
     ("model tokens per rollout", ("rollout/model_tokens",)),
     ("resident memory (GB)", ("memory/rss_gb", "memory/peak_rss_gb")),
     ("seconds per step", ("time/step", "time/generation", "time/update")),
@@ -106,6 +107,18 @@ def summarize(history: list[dict[str, Any]], metric: str = "reward", span: int =
     }
 
 
+def expand(history: list[dict[str, Any]], names: tuple[str, ...]) -> list[str]:
+    """``names`` with each ``prefix*`` replaced by the logged metrics that start with the prefix (sorted)."""
+    out: list[str] = []
+    for name in names:
+        if name.endswith("*"):
+            prefix = name[:-1]
+            out += sorted({k for h in history for k in h if k.startswith(prefix)})
+        else:
+            out.append(name)
+    return out
+
+
 def is_grpo(history: list[dict[str, Any]]) -> bool:
     """True for a GRPO run (it logs rewards); a warm-start run logs only its loss."""
     return any("reward" in h for h in history)
@@ -119,7 +132,7 @@ def plot_curve(history: list[dict[str, Any]], out: str | Path, *, window: int = 
     import matplotlib.pyplot as plt
 
     panels = GRPO_PANELS if is_grpo(history) else SFT_PANELS
-    drawn = [(t, [s for s in (series(history, m) for m in names) if s.values]) for t, names in panels]
+    drawn = [(t, [s for s in (series(history, m) for m in expand(history, names)) if s.values]) for t, names in panels]
     drawn = [(t, lines) for t, lines in drawn if lines]
     if not drawn:
         raise CrosearchError("nothing to plot: the log history has none of the expected metrics")

@@ -8,12 +8,14 @@ function returned, one value per completion. The rollout function
 - ``answer``: the text inside ``<answer>`` (``None`` when the rollout never answered),
 - ``golds``: the gold answers of the language version that rollout was asked in,
 - ``lang``: that language,
-- ``valid_format``: whether the rollout followed the protocol (see ``format_reward``).
+- ``valid_format``: whether the rollout followed the protocol (see ``format_reward``),
+- ``search_lang`` (search-language groups only): the language the rollout's searches went to.
 
 Scoring reads those fields, never the decoded completion text, so the reward
 is computed on exactly what the engine parsed. TRL logs each function under its
 ``__name__`` (``rewards/exact_match/mean`` ...); each function also logs its mean
-per question language (``lang/<name>/<lang>``) through TRL's ``log_metric``.
+per question language (``lang/<name>/<lang>``) through TRL's ``log_metric``, and in
+search-language groups per search language (``search_lang/<name>/<lang>``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def _log_per_language(kwargs: dict[str, Any], name: str, langs: Sequence[str], s
     log_metric = kwargs.get("log_metric")
     if log_metric is None:
         return
-    by_lang: dict[str, list[float]] = defaultdict(list)
-    for lang, score in zip(langs, scores):
-        if score is not None:
-            by_lang[lang].append(score)
-    for lang, values in sorted(by_lang.items()):
-        log_metric(f"lang/{name}/{lang}", sum(values) / len(values))
+    keyed = [("lang", langs)]
+    if kwargs.get("search_lang") is not None:
+        keyed.append(("search_lang", kwargs["search_lang"]))
+    for prefix, keys in keyed:
+        by_lang: dict[str, list[float]] = defaultdict(list)
+        for lang, score in zip(keys, scores):
+            if score is not None:
+                by_lang[lang].append(score)
+        for lang, values in sorted(by_lang.items()):
+            log_metric(f"{prefix}/{name}/{lang}", sum(values) / len(values))
 
 
 def _answer_reward(name: str, score: Callable[[str, list[str], str], float]) -> RewardFunc:

@@ -316,23 +316,27 @@ def run_train(
     from crosearch.agent.engine import RolloutEngine
     from crosearch.agent.prompts import PromptBuilder
     from crosearch.rl.checkpoints import CompletionMarkerCallback
-    from crosearch.rl.common import model_device, select_questions
+    from crosearch.rl.common import model_device
     from crosearch.rl.rewards import build_rewards
-    from crosearch.rl.rollout import RolloutFunction, TimedRetriever, build_rows, rows_to_dataset
+    from crosearch.rl.rollout import (
+        RolloutFunction,
+        TimedRetriever,
+        check_group_mode,
+        rows_to_dataset,
+        training_rows,
+    )
     from crosearch.rl.run import finish_run, prepare_run, train_bf16, train_resumable
     from crosearch.rl.trl_compat import check_trl, grpo_trainer_class, vllm_llm
 
     t = config.train
-    # Both fail in seconds, before the benchmark, the index or the model are built.
+    # These fail in seconds, before the benchmark, the index or the model are built.
     check_trl()
     check_trl_args(t.trl_args)
+    check_group_mode(config)
     ctx = prepare_run(config, output_dir=t.output_dir, benchmark=t.benchmark, seed=t.seed, resume=resume)
     retriever = TimedRetriever(ctx.retriever)
-    questions = select_questions(ctx.bench.train, t.languages, t.max_questions, t.seed)
-    pool = [q for q in ctx.bench.train if t.languages is None or q.lang in t.languages]
-    rows = build_rows(
-        questions, multilingual=t.multilingual_groups, group_languages=t.group_languages, seed=t.seed, pool=pool
-    )
+    check_group_mode(config, retriever.languages)
+    rows = training_rows(config, ctx.bench.train)
     model, tokenizer, peft = _prepare_model(config, ctx.out)
 
     def make_engine(policy_model: Any) -> Any:
@@ -347,7 +351,11 @@ def run_train(
         return RolloutEngine.from_config(backend, retriever, config, model=policy_model)
 
     rollout = RolloutFunction(
-        rows=rows, make_engine=make_engine, retriever=retriever, prompt_builder=PromptBuilder.from_config(config.agent)
+        rows=rows,
+        make_engine=make_engine,
+        retriever=retriever,
+        prompt_builder=PromptBuilder.from_config(config.agent),
+        log_dir=ctx.out if t.rollout_log else None,
     )
     reward_funcs, _ = build_rewards(t.reward_weights)
     timer = PhaseTimer(rollout)
