@@ -258,6 +258,11 @@ class SFTConfig(Section):
     languages: list[str] | None = Field(None, description="question languages to build trajectories from (None = all)")
     max_examples: int | None = Field(300, ge=1, description="trajectories to train on (None = the whole train split)")
     k: int = Field(2, ge=1, description="passages inserted in the single search turn")
+    strategies: list[Literal["mono", "concat", "crosslingual"]] | None = Field(
+        None,
+        description="integration strategies whose evidence the trajectories show, the questions dealt out "
+        "among them in turn (None = crosslingual.strategy alone)",
+    )
     think: str = Field("I need to search for this.", description="the short reasoning written before the search")
     answer_think: str = Field("The documents give the answer.", description="the short reasoning before the answer")
     max_steps: int = Field(75, ge=1)
@@ -549,6 +554,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         raw = apply_overrides(raw, list(overrides))
         source += " + --set overrides"
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    """A :class:`Config` from the sections in ``raw``; ``source`` says where they came from in the error."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ the prompt and every inserted token get -100 (taken from the engine's env mask).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -134,13 +135,26 @@ def run_sft(config: Config, *, resume: bool = False) -> dict[str, Any]:
     questions = select_questions(ctx.bench.train, sft.languages, sft.max_examples, sft.seed)
 
     started = time.perf_counter()
-    integrator = build_integrator(config, ctx.retriever, tokenizer=tokenizer, policy=(model, tokenizer))
     k = config.crosslingual.k or sft.k
-
-    def integration(queries: Sequence[Any]) -> Any:
-        return integrator.gather(queries, k=k)
-
-    trajectories = build_trajectories(questions, config, tokenizer, integration, model_eos_ids(model, tokenizer))
+    # One warm start can show the evidence of several strategies (the policies GRPO then trains
+    # under each start from the same adapter): question i goes to strategy i mod n.
+    strategies = list(sft.strategies or [config.crosslingual.strategy])
+    trajectories: list[Trajectory] = []
+    per_strategy: dict[str, int] = {}
+    for i, strategy in enumerate(strategies):
+        shown = config.model_copy(
+            update={"crosslingual": config.crosslingual.model_copy(update={"strategy": strategy})}
+        )
+        integrator = build_integrator(shown, ctx.retriever, tokenizer=tokenizer, policy=(model, tokenizer))
+        built = build_trajectories(
+            questions[i :: len(strategies)],
+            shown,
+            tokenizer,
+            functools.partial(integrator.gather, k=k),
+            model_eos_ids(model, tokenizer),
+        )
+        per_strategy[strategy] = len(built)
+        trajectories += built
     if not trajectories:
         raise CrosearchError("no warm-start trajectory could be built (check agent.max_total_tokens and the data)")
     build_seconds = time.perf_counter() - started
@@ -196,6 +210,7 @@ def run_sft(config: Config, *, resume: bool = False) -> dict[str, Any]:
         outcome,
         {
             "trajectories": len(trajectories),
+            "trajectories_per_strategy": per_strategy,
             "answer_in_evidence": coverage,
             "build_seconds": build_seconds,
             "train_seconds": outcome.seconds,
