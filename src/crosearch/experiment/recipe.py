@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crosearch.config import Config, apply_overrides, validate_config
-from crosearch.errors import ConfigError
+from crosearch.errors import ConfigError, CrosearchError
 from crosearch.names import check_name
 
 Setting = Literal["full", "gap", "no-native"]
@@ -155,13 +155,13 @@ class Recipe(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return check_name(value, "experiment name")
+        return _checked_name(value, "experiment name")
 
     @field_validator("arms")
     @classmethod
     def _arm_names(cls, arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, overrides in arms.items():
-            check_name(name, "arm name")
+            _checked_name(name, "arm name")
             if not isinstance(overrides, dict):
                 raise ValueError(f"arm '{name}' must be a mapping of dotted overrides, got {type(overrides).__name__}")
         return arms
@@ -174,6 +174,14 @@ class Recipe(_Strict):
         if self.report.baseline not in self.arms:
             raise ValueError(f"report.baseline '{self.report.baseline}' is not an arm ({', '.join(self.arms)})")
         return self
+
+
+def _checked_name(value: str, what: str) -> str:
+    """:func:`check_name` inside a validator (pydantic collects ValueErrors into one report)."""
+    try:
+        return check_name(value, what)
+    except CrosearchError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def load_recipe(path: str | Path) -> ResolvedRecipe:
