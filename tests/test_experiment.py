@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from crosearch.cli import app
-from crosearch.errors import ConfigError
+from crosearch.errors import ConfigError, CrosearchError
 from crosearch.experiment.plan import plan_experiment
 from crosearch.experiment.recipe import load_recipe
 from training_data import wait_for
@@ -149,6 +149,24 @@ def test_a_base_recipe_path_is_read_and_a_missing_one_is_named(tmp_path):
         load_recipe(_write(tmp_path, _recipe(tmp_path, base=str(tmp_path / "missing.yaml"))))
 
 
+@pytest.mark.parametrize("name", ["experiment-cpu.yaml", "experiment-gpu.yaml"])
+def test_the_shipped_experiment_recipes_are_valid(name):
+    from crosearch.config import TrainConfig
+
+    if "group_mode" not in TrainConfig.model_fields:
+        pytest.skip("the search-langs arm needs train.group_mode (the training-recipe side of issue 17)")
+    resolved = load_recipe(Path(__file__).resolve().parents[1] / "configs" / name)
+    stages = plan_experiment(resolved)
+    assert len([s for s in stages if s.kind == "train"]) == 7  # five arms, two of them with a second seed
+    for arm in resolved.recipe.arms:
+        train = resolved.config(arm=arm).train
+        assert (train.max_steps, train.questions_per_step, train.num_generations) == (
+            resolved.config(arm="search-r1").train.max_steps,
+            resolved.config(arm="search-r1").train.questions_per_step,
+            resolved.config(arm="search-r1").train.num_generations,
+        )
+
+
 # ---------------------------------------------------------------------------- the plan
 
 
@@ -176,11 +194,46 @@ def test_each_arm_is_evaluated_right_after_its_training(tmp_path):
 
 def test_dry_run_prints_the_plan_and_its_budget(tmp_path):
     path = _write(tmp_path, _recipe(tmp_path))
-    result = runner.invoke(app, ["experiment", "run", "--config", str(path), "--dry-run"])
+    result = runner.invoke(app, ["experiment", "run", "--config", str(path), "--dry-run"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "train/crosearch-r1" in result.output and "left" in result.output
     assert re.search(r"8 stages, 0 done, 8 left; estimated budget \d+ min in all", result.output)
     assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
+
+
+def test_status_tells_running_failed_and_left_stages_apart(tmp_path):
+    from crosearch.experiment.runner import Runner
+    from crosearch.io import atomic_write_json, pid_lock
+
+    path = _write(tmp_path, _recipe(tmp_path))
+    run = Runner(load_recipe(path), progress=False)
+    state = tmp_path / "work" / ".state"
+    atomic_write_json(state / "current.json", {"stage": "warm-start"})
+    atomic_write_json(state / "failed" / "index__gap.json", {"stage": "index/gap", "error": "boom"})
+    with pid_lock(run.lock_path, what="the test"):
+        states = {stage.name: run.state(stage) for stage in run.stages}
+        with pytest.raises(CrosearchError, match=r"experiment 'tiny' is already running \(pid \d+"):
+            run.run()
+    assert states["warm-start"] == "running" and states["index/gap"] == "failed"
+    assert states["benchmark/gap"] == "left"
+    # A current.json left by a killed runner (nobody holds the lock) is not "running".
+    assert run.state(run.by_name["warm-start"]) == "left"
+
+
+def test_generalisation_plans_the_trained_arms_and_never_trains_them_itself(tmp_path):
+    path = _write(tmp_path, _recipe(tmp_path))
+    source = Path(__file__).parent / "data" / "parallel"
+    args = ["experiment", "eval", "--config", str(path), "--source", str(source)]
+    plan = runner.invoke(app, [*args, "--dry-run"], env={"COLUMNS": "160"})  # no wrapped stage names
+    assert plan.exit_code == 0, plan.output
+    for stage in ("benchmark", "index", "eval/search-r1", "eval/crosearch-r1", "report"):
+        assert f"generalisation/parallel/{stage}" in plan.output
+    result = runner.invoke(app, [*args, "--quiet"])
+    assert isinstance(result.exception, CrosearchError)
+    assert "needs train/search-r1, which has not run yet" in str(result.exception)
+    # Its own benchmark (the language taken from each file's name) was built before that.
+    meta = json.loads((tmp_path / "work" / "generalisation" / "parallel" / "benchmark" / "meta.json").read_text())
+    assert meta["languages"] == ["en", "th"]
 
 
 # ---------------------------------------------------------------------------- end to end
