@@ -284,6 +284,15 @@ def test_a_killed_experiment_resumes_without_running_finished_stages_again(tmp_p
     assert "| F1: run - search-r1 | crosearch-r1 |" in report
     assert re.search(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p>0 \d\.\d\d", report)
     assert (results / "report" / "training.png").read_bytes()[:4] == b"\x89PNG"
+    # The committed results reproduce the table: `crosearch report` on them prints the same numbers.
+    gap = results / "eval" / "gap"
+    again = runner.invoke(
+        app,
+        ["report", str(gap / "search-r1"), str(gap / "crosearch-r1"), "--baseline", str(gap / "search-r1")]
+        + ["--resamples", "200", "--metrics", "f1"],
+    )
+    assert again.exit_code == 0, again.output
+    assert "| F1 |" + f1_table in again.output
 
     # The committable side is small and complete: slim predictions, summaries, curves, bf16 adapters.
     warm = json.loads((results / "warm-start" / "stage.json").read_text())

@@ -62,9 +62,11 @@ def _summary(runner: Any, stages: Any) -> str:
         (runner.marker(s) or {}).get("wall_seconds", s.estimate) if runner.done(s) else s.estimate for s in stages
     )
     load = load_average()
+    kinds = ", ".join(f"{kind} {format_seconds(s)}" for kind, s in runner.estimate_by_kind(stages).items())
     return (
         f"{len(stages)} stages, {len(stages) - left} done, {left} left; estimated budget {format_seconds(total)} "
-        f"in all, {format_seconds(seconds)} left (load average {' '.join(map(str, load)) if load else '-'})"
+        f"in all, {format_seconds(seconds)} left{f' ({kinds})' if kinds else ''} "
+        f"(load average {' '.join(map(str, load)) if load else '-'})"
     )
 
 

@@ -423,8 +423,12 @@ class Runner:
                     write_png(tmp / f"{slug}-f1.png", figures["f1_by_language.png"])
                 lines += [f"## {part.title}", "", report_markdown(report).rstrip(), ""]
                 tables += 1
-            curves = [(self.by_name[name].label, read_log_history(self.result_path(name))[0]) for name in stage.curves]
-            curves = [(label, history) for label, history in curves if history] if curves else []
+            # The arms trained so far: a report made part-way (`--only report`) shows what exists.
+            curves = [
+                (self.by_name[name].label, read_log_history(self.result_path(name))[0])
+                for name in stage.curves
+                if name in inputs
+            ]
             if curves:
                 png = training_curves(curves, rep.curves)
                 if png is not None:
@@ -457,6 +461,14 @@ class Runner:
         """How many of ``stages`` are not done and their estimated seconds."""
         left = [s for s in (stages if stages is not None else self.stages) if not self.done(s)]
         return len(left), sum(s.estimate for s in left)
+
+    def estimate_by_kind(self, stages: Sequence[Stage]) -> dict[str, float]:
+        """Estimated seconds left per stage kind (where the budget goes)."""
+        out: dict[str, float] = {}
+        for stage in stages:
+            if not self.done(stage):
+                out[stage.kind] = out.get(stage.kind, 0.0) + stage.estimate
+        return out
 
 
 def format_seconds(seconds: Any) -> str:
