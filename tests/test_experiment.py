@@ -230,7 +230,7 @@ def test_generalisation_plans_the_trained_arms_and_never_trains_them_itself(tmp_
         assert f"generalisation/parallel/{stage}" in plan.output
     result = runner.invoke(app, [*args, "--quiet"])
     assert isinstance(result.exception, CrosearchError)
-    assert "needs train/search-r1, which has not run yet" in str(result.exception)
+    assert "needs train/search-r1, which has not finished" in str(result.exception)
     # Its own benchmark (the language taken from each file's name) was built before that.
     meta = json.loads((tmp_path / "work" / "generalisation" / "parallel" / "benchmark" / "meta.json").read_text())
     assert meta["languages"] == ["en", "th"]

@@ -191,7 +191,7 @@ class Runner:
                 if need.kind in ("warm-start", "train") and not self.done(need):
                     # Hours of training are started by their own stage, never as a side effect.
                     raise CrosearchError(
-                        f"{stage.name} needs {name}, which has not run yet: run it first "
+                        f"{stage.name} needs {name}, which has not finished: run it first "
                         f"(`crosearch experiment run --only {name}`)"
                     )
                 yield from walk(need)
