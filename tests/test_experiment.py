@@ -208,10 +208,12 @@ def test_status_tells_running_failed_and_left_stages_apart(tmp_path):
     path = _write(tmp_path, _recipe(tmp_path))
     run = Runner(load_recipe(path), progress=False)
     state = tmp_path / "work" / ".state"
-    atomic_write_json(state / "current.json", {"stage": "warm-start"})
+    atomic_write_json(state / "current.json", {"stage": "warm-start", "started": "2026-01-01T00:00:00+00:00"})
     atomic_write_json(state / "failed" / "index__gap.json", {"stage": "index/gap", "error": "boom"})
     with pid_lock(run.lock_path, what="the test"):
         states = {stage.name: run.state(stage) for stage in run.stages}
+        shown = runner.invoke(app, ["experiment", "status", "--config", str(path)], env={"COLUMNS": "160"})
+        assert re.search(r"warm-start\s+│ running │ [\d.]+ h so far", shown.output), shown.output
         with pytest.raises(CrosearchError, match=r"experiment 'tiny' is already running \(pid \d+"):
             run.run()
     assert states["warm-start"] == "running" and states["index/gap"] == "failed"

@@ -48,6 +48,8 @@ def _table(runner: Any, stages: Any, title: str, *, estimates: bool) -> Any:
             if marker
             else (f"~{format_seconds(stage.estimate)}" if estimates else "-")
         )
+        if state == "running":
+            wall = f"{format_seconds(runner.running_seconds())} so far"
         key = format_key(marker.get("key")) if marker else "-"
         table.add_row(stage.name, f"[{colours[state]}]{state}[/]", wall, key)
     return table

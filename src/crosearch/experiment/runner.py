@@ -134,6 +134,15 @@ class Runner:
             return "failed"
         return "left"
 
+    def running_seconds(self) -> float | None:
+        """How long the stage now running has been running (None when none is)."""
+        current = self._read_state("current.json")
+        if current is None or lock_holder(self.lock_path) is None:
+            return None
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return (datetime.now(UTC) - datetime.fromisoformat(current["started"])).total_seconds()
+        return None
+
     def _read_state(self, name: str) -> dict[str, Any] | None:
         path = self.work / STATE / name
         if not path.is_file():
