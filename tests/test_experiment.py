@@ -1,9 +1,9 @@
 """``crosearch experiment``: recipe validation, the plan, and a whole experiment killed and resumed.
 
 The end-to-end test runs the real command in a subprocess with the tiny model, real XQuAD
-benchmarks and BM25 indexes: two arms of two GRPO steps each. It kills the runner once the
-first arm's training has finished, runs it again, and checks that finished stages were not run
-twice and that the report has intervals and paired differences.
+benchmarks and BM25 indexes: two arms of two GRPO steps each. It kills the runner in the middle
+of the first arm's GRPO run, runs it again, and checks that finished stages were not run twice,
+that GRPO went on from its checkpoint, and that the report has intervals and paired differences.
 """
 
 from __future__ import annotations
@@ -255,19 +255,23 @@ def test_a_killed_experiment_resumes_without_running_finished_stages_again(tmp_p
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        wait_for(results / "train" / "search-r1" / "stage.json", proc, timeout=900)
+        # Killed in the middle of the first arm's GRPO run, once its first checkpoint is complete.
+        wait_for(tmp_path / "work" / "train" / "search-r1" / "checkpoint-1" / "crosearch-complete.json", proc, 900)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = _markers(results)
-    assert {"benchmark/gap", "index/gap", "warm-start", "train/search-r1"} <= set(before)
-    assert "report" not in before
+    assert set(before) == {"benchmark/gap", "index/gap", "warm-start"}
 
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _markers(results)
     assert {name: after[name] for name in before} == before  # nothing finished was run again
-    assert "train/search-r1: done, skipped" in done.stderr
+    assert "warm-start: done, skipped" in done.stderr
+    # The GRPO run went on from its checkpoint: step 2 only, its log continuing step 1's.
+    summary = json.loads((results / "train" / "search-r1" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["resumed_from"].endswith("checkpoint-1")
+    assert [entry["step"] for entry in summary["log_history"] if "loss" in entry] == [1, 2]
     assert set(after) == {
         "benchmark/gap",
         "index/gap",
