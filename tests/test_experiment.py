@@ -66,9 +66,15 @@ def _recipe(root: Path, **changes) -> dict:
             },
         },
         "budget": {"train.max_steps": 2, "train.questions_per_step": 1, "train.learning_rate": 1.0e-3},
+        # The random model writes every token it may: shorter turns for the arms keep the test short
+        # (the warm start's scripted turns need the base's 48).
         "arms": {
-            "search-r1": {"crosslingual.strategy": "mono"},
-            "crosearch-r1": {"crosslingual.strategy": "crosslingual", "train.multilingual_groups": True},
+            "search-r1": {"crosslingual.strategy": "mono", "agent.max_new_tokens": 16},
+            "crosearch-r1": {
+                "crosslingual.strategy": "crosslingual",
+                "train.multilingual_groups": True,
+                "agent.max_new_tokens": 16,
+            },
         },
         "evaluation": {
             "settings": ["gap"],
