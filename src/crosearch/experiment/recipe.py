@@ -59,7 +59,8 @@ class EvaluationPlan(_Strict):
         default_factory=lambda: list[Setting](["full"]),
         description="further settings for the trained arms only (a sanity check)",
     )
-    split: Literal["test", "train"] = "test"
+    # Any split `crosearch eval qa --split` accepts (it checks the name).
+    split: str = "test"
     per_lang: int | None = Field(30, ge=1, description="questions per language (the same parallel groups in each)")
     seed: int = Field(0, description="seed of the per-language sample")
     languages: list[str] | None = Field(None, description="question languages (None = every benchmark language)")
