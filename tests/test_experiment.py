@@ -327,3 +327,11 @@ def test_a_killed_experiment_resumes_without_running_finished_stages_again(tmp_p
     shutil.rmtree(tmp_path / "work")
     assert Runner(load_recipe(path), progress=False).run() == []
     assert _markers(results) == after
+    # An evaluation to redo then: benchmark and index are rebuilt, the arm is not trained again but
+    # loaded from the adapter kept in the results, and the report follows.
+    shutil.rmtree(gap / "crosearch-r1")
+    ran = Runner(load_recipe(path), progress=False).run()
+    assert ran == ["benchmark/gap", "index/gap", "eval/gap/crosearch-r1", "report"]
+    metrics = json.loads((gap / "crosearch-r1" / "metrics.json").read_text())
+    assert metrics["adapter"] == str(results / "train" / "crosearch-r1" / "adapter") and metrics["n"] == 4
+    assert _markers(results)["train/crosearch-r1"] == after["train/crosearch-r1"]
