@@ -145,6 +145,15 @@ def test_recipe_references_and_names_are_checked(tmp_path):
         load_recipe(_write(tmp_path, _recipe(tmp_path, unknown_section=1)))
 
 
+def test_a_key_given_twice_in_the_recipe_is_refused_with_its_line(tmp_path):
+    text = yaml.safe_dump(_recipe(tmp_path), sort_keys=False)
+    text = text.replace("  search-r1:\n", "  search-r1:\n    train.beta: 0.1\n    train.beta: 0.2\n", 1)
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"twice\.yaml, line \d+: duplicate key 'train\.beta'"):
+        load_recipe(path)
+
+
 def test_a_base_recipe_path_is_read_and_a_missing_one_is_named(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(_recipe(tmp_path)["base"]))

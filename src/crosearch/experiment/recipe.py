@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crosearch.config import Config, apply_overrides, validate_config
+from crosearch.config import Config, apply_overrides, read_yaml_mapping, validate_config
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.names import check_name
 
@@ -188,16 +187,7 @@ def _checked_name(value: str, what: str) -> str:
 def load_recipe(path: str | Path) -> ResolvedRecipe:
     """Read and validate an experiment recipe; every arm's configuration is checked here."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"experiment recipe not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (name, base, arms, ...)")
+    raw = read_yaml_mapping(path, what="experiment keys (name, base, arms, ...)")
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
@@ -271,13 +261,7 @@ def _load_base(base: str | dict[str, Any], recipe_path: Path) -> dict[str, Any]:
     """The base sections: inline, or read from a YAML recipe path (relative to the working directory)."""
     if isinstance(base, dict):
         return copy.deepcopy(base)
-    path = Path(base)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{recipe_path}, base: config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{recipe_path}, base: {path} cannot be read as YAML ({exc})") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{recipe_path}, base: {path} must be a mapping of sections")
-    return loaded
+        return read_yaml_mapping(base)
+    except ConfigError as exc:
+        raise ConfigError(f"{recipe_path}, base: {exc}") from None
