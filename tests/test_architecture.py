@@ -22,7 +22,7 @@ from crosearch.cli import app
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "crosearch"
 
 # The layers, lowest first: a layer may import itself and the layers before it, never one after it.
-LAYERS = ["data", "retrieval", "crosslingual", "agent", "eval", "rl", "cli"]
+LAYERS = ["data", "retrieval", "crosslingual", "agent", "eval", "rl", "experiment", "cli"]
 # ``python -m crosearch`` only starts the command line.
 ENTRY_POINTS = {"crosearch.__main__": "cli"}
 

@@ -24,6 +24,7 @@ COMMANDS = [
     "quickstart",
     "report",
     "bench",
+    "experiment",
 ]
 
 

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from crosearch.config import load_config
-from training_data import write_en_de_benchmark_and_index
+from training_data import wait_for, write_en_de_benchmark_and_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,17 +228,6 @@ def test_warm_start_masks_inserted_information(workdir):
     assert (out / "final" / "adapter_config.json").exists()
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"{path} did not appear in {timeout}s")
-
-
 @pytest.mark.subprocess
 def test_killed_training_resumes_from_the_last_complete_checkpoint(workdir):
     config, recipe = _config(workdir, "resume", max_steps=2, save_steps=1)
@@ -248,7 +236,7 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(workdir):
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _wait_for(out / "checkpoint-1" / "crosearch-complete.json", proc, timeout=900)
+        wait_for(out / "checkpoint-1" / "crosearch-complete.json", proc, timeout=900)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

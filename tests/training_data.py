@@ -1,7 +1,9 @@
-"""The data the training tests share: an en+de XQuAD benchmark and its BM25 index under one directory."""
+"""What the training tests share: an en+de XQuAD benchmark and its BM25 index, and waiting on a subprocess."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 
@@ -15,3 +17,15 @@ def write_en_de_benchmark_and_index(root: Path) -> Path:
     write_benchmark(bench, root / "benchmark")
     build_index(bench.collection, root / "index", IndexSettings(), progress=False)
     return root
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Return once ``path`` exists; fail if ``proc`` exits first (with its stderr) or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the subprocess exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"{path} did not appear in {timeout}s")

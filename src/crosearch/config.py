@@ -584,39 +584,50 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def read_yaml_mapping(path: str | Path, *, what: str = "sections") -> dict[str, Any]:
+    """The mapping at the top of a YAML file; every problem (missing, unreadable, duplicate key,
+    bad YAML, not a mapping) is a ConfigError naming the file (and the line where YAML knows it)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file (see configs/)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}, {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of {what}")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML recipe (or the defaults) and apply ``section.key=value`` overrides."""
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory; --config takes a YAML file (see configs/)") from None
-        except PermissionError:
-            raise ConfigError(f"{path}: cannot be read (permission denied)") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-        try:
-            loaded = yaml.load(text, Loader=_UniqueKeyLoader)
-        except _DuplicateKey as exc:
-            raise ConfigError(f"{path}, {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        raw = loaded
+        raw = read_yaml_mapping(path)
     if overrides:
         raw = apply_overrides(raw, list(overrides))
         source += " + --set overrides"
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    """A :class:`Config` from the sections in ``raw``; ``source`` says where they came from in the error."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -143,6 +143,24 @@ def pid_lock(path: str | Path, *, what: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def lock_holder(path: str | Path) -> str | None:
+    """The pid recorded in a :func:`pid_lock` file while a live process holds it; None when it is free."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -14,7 +14,20 @@ import typer
 from rich.console import Console
 
 from crosearch import __version__
-from crosearch.cli import ask, bench, crosslingual, data, eval, index, model, quickstart, report, serve, train
+from crosearch.cli import (
+    ask,
+    bench,
+    crosslingual,
+    data,
+    eval,
+    experiment,
+    index,
+    model,
+    quickstart,
+    report,
+    serve,
+    train,
+)
 from crosearch.errors import CrosearchError
 
 app = typer.Typer(
@@ -55,6 +68,7 @@ app.add_typer(model.app, name="model")
 app.command("quickstart")(quickstart.quickstart)
 app.command("report")(report.report)
 app.command("bench")(bench.bench)
+app.add_typer(experiment.app, name="experiment")
 
 
 def main() -> None:

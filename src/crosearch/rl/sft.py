@@ -474,6 +474,7 @@ def run_sft(config: Config, *, resume: bool = False, trajectories_only: bool = F
             "answer_in_first_evidence": coverage["answer_in_first_evidence"],
             "searches_histogram": coverage["searches_histogram"],
             "strategies": warm_start_strategies(config),
+            "trajectories_per_strategy": dict(Counter(t.strategy for t in trajectories)),
             "trajectory_summary": coverage,
             "build_seconds": build_seconds,
             "train_seconds": outcome.seconds,
