@@ -168,11 +168,20 @@ def test_a_base_recipe_path_is_read_and_a_missing_one_is_named(tmp_path):
 def test_the_shipped_experiment_recipes_are_valid(name):
     from crosearch.config import TrainConfig
 
-    if "group_mode" not in TrainConfig.model_fields:
-        pytest.skip("the search-langs arm needs train.group_mode (the training-recipe side of issue 17)")
+    assert "group_mode" in TrainConfig.model_fields  # the search-langs arm's option
     resolved = load_recipe(Path(__file__).resolve().parents[1] / "configs" / name)
     stages = plan_experiment(resolved)
-    assert len([s for s in stages if s.kind == "train"]) == 7  # five arms, two of them with a second seed
+    assert set(resolved.recipe.arms) == {
+        "search-r1",
+        "search-r1-concat",
+        "crosearch-no-mlr",
+        "crosearch-r1",
+        "crosearch-r1-search-langs",
+    }
+    # One GRPO run per arm and seed: the extra seeds only for the two arms the target compares.
+    assert set(resolved.recipe.extra_seeds) == {"search-r1", "crosearch-r1"}
+    extra = sum(len(seeds) for seeds in resolved.recipe.extra_seeds.values())
+    assert len([s for s in stages if s.kind == "train"]) == 5 + extra
     for arm in resolved.recipe.arms:
         train = resolved.config(arm=arm).train
         assert (train.max_steps, train.questions_per_step, train.num_generations) == (
