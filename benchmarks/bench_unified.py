@@ -26,13 +26,18 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm)
-    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query"),
-    "dense-raw": (["dense"], "aligned", "none", 0.0, "query"),
-    "dense-centred": (["dense"], "aligned", "center", 0.0, "query"),
-    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query"),
-    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query"),
-    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query"),
+    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm, collapse)
+    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query", "none"),
+    "dense-raw": (["dense"], "aligned", "none", 0.0, "query", "none"),
+    "dense-centred": (["dense"], "aligned", "center", 0.0, "query", "none"),
+    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query", "none"),
+    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query", "none"),
+    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query", "none"),
+    "bm25-rrf-paragraph": (["bm25"], "rrf", "none", 0.0, "query", "paragraph"),
+    "dense-centred-window": (["dense"], "aligned", "center", 0.0, "query", "window"),
+    "dense-centred-paragraph": (["dense"], "aligned", "center", 0.0, "query", "paragraph"),
+    "dense-mapped-paragraph": (["dense"], "aligned", "map", 0.0, "query", "paragraph"),
+    "hybrid-centred-paragraph": (["bm25", "dense"], "aligned", "center", 0.03, "query", "paragraph"),
 }
 
 
@@ -133,8 +138,8 @@ def evaluate(args) -> None:
     variants = dict(VARIANTS)
     for w in args.hybrid_weights:
         for norm in args.hybrid_norms:
-            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm)
-            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm)
+            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm, "none")
+            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm, "none")
     chosen = [v for v in variants if v in args.variants or v not in VARIANTS]
     cache = EmbeddingCache(args.cache, BundledEncoder().identity)
     results: dict = {"settings": {}}
@@ -170,7 +175,7 @@ def evaluate(args) -> None:
         row["latency_ms"] = cold_latency(index_dir, test[:: max(1, len(test) // 40)], setting)
         print(f"{setting}: {row['subset']}, {row['index']}, cold search ms {row['latency_ms']}", flush=True)
         for name in chosen:
-            methods, fusion, align, weight, norm = variants[name]
+            methods, fusion, align, weight, norm, collapse = variants[name]
             retriever = LocalRetriever(
                 index_dir,
                 methods=methods,
@@ -178,6 +183,7 @@ def evaluate(args) -> None:
                 align=align,  # type: ignore[arg-type]
                 hybrid_weight=weight,
                 hybrid_norm=norm,
+                collapse=collapse,  # type: ignore[arg-type]
             )
             scopes = ("all",) if setting == "no-native" else ("mono", "all")  # no-native mono is 0 by construction
             start = time.perf_counter()

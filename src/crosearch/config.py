@@ -105,6 +105,12 @@ class RetrievalConfig(Section):
         ge=0.0,
         description="aligned fusion: weight of the normalised BM25 score added to the aligned cosine (0 = dense only)",
     )
+    collapse: Literal["none", "window", "paragraph"] = Field(
+        "none",
+        description="passages of one paragraph in a ranking: all of them ('none'), the best one per paragraph "
+        "and language ('window'), or the best one per paragraph in any language ('paragraph'; parallel "
+        "copies then count once)",
+    )
     hybrid_norm: Literal["list", "query"] = Field(
         "query",
         description="BM25 divided by its own language's top score ('list'), or by the top over all languages "

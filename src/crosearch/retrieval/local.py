@@ -66,6 +66,9 @@ MANIFEST = "manifest.json"
 INDEX_FORMAT = "crosearch-index"
 FORMAT_VERSION = 2
 KINDS = ("store", "bm25", "dense")
+#: How passages of one paragraph share a ranking: all listed, or only the best one per
+#: paragraph and language (``window``), or per paragraph in any language (``paragraph``).
+Collapse = Literal["none", "window", "paragraph"]
 METHOD_ORDER = ("bm25", "dense")
 
 
@@ -508,7 +511,9 @@ class LocalRetriever:
     queries reaching several languages when dense is searched, see
     :mod:`crosearch.retrieval.alignment`). When a query yields a single list (one
     language, one method) its hits keep the method's own scores (BM25 score,
-    cosine); otherwise scores are fused scores.
+    cosine); otherwise scores are fused scores. ``collapse`` keeps only the best-ranked
+    passage of each paragraph (per language, or across languages), searching each list
+    ``COLLAPSE_DEPTH`` times deeper so that ``k`` distinct paragraphs remain.
     """
 
     def __init__(
@@ -525,8 +530,12 @@ class LocalRetriever:
         hybrid_weight: float = 0.0,
         hybrid_norm: HybridNorm = "query",
         dense_engine: str = "torch",
+        collapse: Collapse = "none",
     ) -> None:
         self.index_dir = Path(index_dir)
+        if collapse not in ("none", "window", "paragraph"):
+            raise CrosearchError(f"unknown collapse '{collapse}' (choose 'none', 'window' or 'paragraph')")
+        self.collapse: Collapse = collapse
         self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
@@ -578,6 +587,7 @@ class LocalRetriever:
             hybrid_weight=cfg.hybrid_weight,
             hybrid_norm=cfg.hybrid_norm,
             dense_engine=cfg.dense_engine,
+            collapse=cfg.collapse,
         )
 
     @property
@@ -617,6 +627,7 @@ class LocalRetriever:
         fusion = fusion or self.fusion
         _check_fusion(fusion)
         targets = [self._targets(q) for q in queries]
+        depth = k if self.collapse == "none" else k * COLLAPSE_DEPTH
         # Per query: one aligned ranking (comparable cosines) or fusion of per-list ranks/scores.
         modes = [self._fusion_of(fusion, methods, t) for t in targets]
 
@@ -642,11 +653,11 @@ class LocalRetriever:
                         kept = [j for j, i in enumerate(members) if modes[i] != "aligned"]
                         searched, skipped = [members[j] for j in kept], [excludes[j] for j in kept]
                     results = (
-                        self._bm25[lang].search([queries[i].text for i in searched], k, skipped) if searched else []
+                        self._bm25[lang].search([queries[i].text for i in searched], depth, skipped) if searched else []
                     )
                 else:
                     assert embeddings is not None
-                    results = self._dense_search(lang, members, modes, embeddings, aligned, k, excludes)
+                    results = self._dense_search(lang, members, modes, embeddings, aligned, depth, excludes)
                 for i, ranked in zip(searched, results):
                     keyed = [((lang, pos), score) for pos, score in ranked]
                     lists[i].append(keyed)
@@ -656,7 +667,7 @@ class LocalRetriever:
 
         out: list[list[Hit]] = []
         for i, query in enumerate(queries):
-            hits = []
+            hits: list[Hit] = []
             # The query's own language first: fused scores that tie (the top hits of
             # two languages under RRF) then rank own-language evidence first.
             if modes[i] == "aligned":
@@ -669,8 +680,16 @@ class LocalRetriever:
             else:
                 ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
                 ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
-            for (lang, pos), score in ranking[:k]:
+            seen: set[tuple[str, ...]] = set()
+            for (lang, pos), score in ranking:
+                if len(hits) == k:
+                    break
                 p = self._stores[lang].get(pos)
+                group = _collapse_key(p, self.collapse)
+                if group is not None:
+                    if group in seen:  # a lower-scored passage of a paragraph already listed
+                        continue
+                    seen.add(group)
                 tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
                 hits.append(
                     Hit(
@@ -757,6 +776,20 @@ class LocalRetriever:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+
+
+#: With ``collapse``, each list is searched this many times ``k`` deep, so that k distinct
+#: paragraphs usually remain (an XQuAD paragraph has 2.3 windows in each of 8 languages).
+COLLAPSE_DEPTH = 4
+
+
+def _collapse_key(passage: Passage, collapse: str) -> tuple[str, ...] | None:
+    """The group a passage is collapsed into (its best-ranked passage stands for it); None = its own."""
+    if collapse == "none" or passage.paragraph is None:
+        return None
+    if collapse == "window":
+        return (passage.paragraph, passage.lang)
+    return (passage.paragraph,)
 
 
 def _check_fusion(fusion: str) -> None:
