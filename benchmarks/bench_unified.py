@@ -25,19 +25,37 @@ import json
 import time
 from pathlib import Path
 
+
+def variant(methods, fusion, align, weight=0.0, norm="query", collapse="none", prf=0) -> dict:
+    """LocalRetriever's search options of one measured variant."""
+    return {
+        "methods": methods,
+        "fusion": fusion,
+        "align": align,
+        "hybrid_weight": weight,
+        "hybrid_norm": norm,
+        "collapse": collapse,
+        "prf": prf,
+    }
+
+
+DENSE, HYBRID = ["dense"], ["bm25", "dense"]
 VARIANTS = {
-    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm, collapse)
-    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query", "none"),
-    "dense-raw": (["dense"], "aligned", "none", 0.0, "query", "none"),
-    "dense-centred": (["dense"], "aligned", "center", 0.0, "query", "none"),
-    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query", "none"),
-    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query", "none"),
-    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query", "none"),
-    "bm25-rrf-paragraph": (["bm25"], "rrf", "none", 0.0, "query", "paragraph"),
-    "dense-centred-window": (["dense"], "aligned", "center", 0.0, "query", "window"),
-    "dense-centred-paragraph": (["dense"], "aligned", "center", 0.0, "query", "paragraph"),
-    "dense-mapped-paragraph": (["dense"], "aligned", "map", 0.0, "query", "paragraph"),
-    "hybrid-centred-paragraph": (["bm25", "dense"], "aligned", "center", 0.03, "query", "paragraph"),
+    "bm25-rrf": variant(["bm25"], "rrf", "none"),
+    "dense-raw": variant(DENSE, "aligned", "none"),
+    "dense-centred": variant(DENSE, "aligned", "center"),
+    "dense-mapped": variant(DENSE, "aligned", "map"),
+    "hybrid-centred": variant(HYBRID, "aligned", "center", 0.1),
+    "hybrid-mapped": variant(HYBRID, "aligned", "map", 0.1),
+    # one passage per paragraph (in any language) in the ranking
+    "bm25-rrf-paragraph": variant(["bm25"], "rrf", "none", collapse="paragraph"),
+    "dense-centred-window": variant(DENSE, "aligned", "center", collapse="window"),
+    "dense-centred-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph"),
+    "dense-mapped-paragraph": variant(DENSE, "aligned", "map", collapse="paragraph"),
+    # pseudo-relevance feedback in the aligned space (top 5 passages, weight 1)
+    "dense-centred-prf5": variant(DENSE, "aligned", "center", prf=5),
+    "dense-centred-prf5-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph", prf=5),
+    "hybrid-centred-prf5-paragraph": variant(HYBRID, "aligned", "center", 0.03, collapse="paragraph", prf=5),
 }
 
 
@@ -138,8 +156,8 @@ def evaluate(args) -> None:
     variants = dict(VARIANTS)
     for w in args.hybrid_weights:
         for norm in args.hybrid_norms:
-            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm, "none")
-            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm, "none")
+            variants[f"hybrid-centred-{norm}-{w:g}"] = variant(HYBRID, "aligned", "center", w, norm)
+            variants[f"hybrid-mapped-{norm}-{w:g}"] = variant(HYBRID, "aligned", "map", w, norm)
     chosen = [v for v in variants if v in args.variants or v not in VARIANTS]
     cache = EmbeddingCache(args.cache, BundledEncoder().identity)
     results: dict = {"settings": {}}
@@ -175,16 +193,7 @@ def evaluate(args) -> None:
         row["latency_ms"] = cold_latency(index_dir, test[:: max(1, len(test) // 40)], setting)
         print(f"{setting}: {row['subset']}, {row['index']}, cold search ms {row['latency_ms']}", flush=True)
         for name in chosen:
-            methods, fusion, align, weight, norm, collapse = variants[name]
-            retriever = LocalRetriever(
-                index_dir,
-                methods=methods,
-                fusion=fusion,
-                align=align,  # type: ignore[arg-type]
-                hybrid_weight=weight,
-                hybrid_norm=norm,
-                collapse=collapse,  # type: ignore[arg-type]
-            )
+            retriever = LocalRetriever(index_dir, **variants[name])
             scopes = ("all",) if setting == "no-native" else ("mono", "all")  # no-native mono is 0 by construction
             start = time.perf_counter()
             report = evaluate_retrieval(retriever, test, (1, 5, 10), scopes, progress=False)  # type: ignore[arg-type]

@@ -105,6 +105,14 @@ class RetrievalConfig(Section):
         ge=0.0,
         description="aligned fusion: weight of the normalised BM25 score added to the aligned cosine (0 = dense only)",
     )
+    dense_prf: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="aligned ranking: move the query towards the mean of its top dense_prf aligned passages "
+        "(over all searched languages) and rank again; 0 = off",
+    )
+    dense_prf_weight: float = Field(1.0, ge=0.0, description="weight of the feedback passages' mean (dense_prf)")
     collapse: Literal["none", "window", "paragraph"] = Field(
         "none",
         description="passages of one paragraph in a ranking: all of them ('none'), the best one per paragraph "

@@ -513,7 +513,9 @@ class LocalRetriever:
     language, one method) its hits keep the method's own scores (BM25 score,
     cosine); otherwise scores are fused scores. ``collapse`` keeps only the best-ranked
     passage of each paragraph (per language, or across languages), searching each list
-    ``COLLAPSE_DEPTH`` times deeper so that ``k`` distinct paragraphs remain.
+    ``COLLAPSE_DEPTH`` times deeper so that ``k`` distinct paragraphs remain. ``prf`` > 0
+    moves each aligned query towards its top ``prf`` aligned passages before the ranking
+    (pseudo-relevance feedback, :meth:`_feedback`).
     """
 
     def __init__(
@@ -531,11 +533,16 @@ class LocalRetriever:
         hybrid_norm: HybridNorm = "query",
         dense_engine: str = "torch",
         collapse: Collapse = "none",
+        prf: int = 0,
+        prf_weight: float = 1.0,
     ) -> None:
         self.index_dir = Path(index_dir)
         if collapse not in ("none", "window", "paragraph"):
             raise CrosearchError(f"unknown collapse '{collapse}' (choose 'none', 'window' or 'paragraph')")
         self.collapse: Collapse = collapse
+        if prf < 0 or prf_weight < 0:
+            raise CrosearchError(f"dense_prf ({prf}) and dense_prf_weight ({prf_weight}) must not be negative")
+        self.prf, self.prf_weight = prf, prf_weight
         self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
@@ -588,6 +595,8 @@ class LocalRetriever:
             hybrid_norm=cfg.hybrid_norm,
             dense_engine=cfg.dense_engine,
             collapse=cfg.collapse,
+            prf=cfg.dense_prf,
+            prf_weight=cfg.dense_prf_weight,
         )
 
     @property
@@ -640,6 +649,8 @@ class LocalRetriever:
         if embeddings is not None and "aligned" in modes:
             assert self._aligned is not None
             aligned = self._aligned.queries(embeddings, [q.lang for q in queries])
+            if self.prf > 0:
+                aligned = self._feedback(queries, targets, modes, aligned)
         for lang in self.languages:
             members = [i for i, t in enumerate(targets) if lang in t]
             if not members:
@@ -714,6 +725,37 @@ class LocalRetriever:
                 "only (build the index with retrieval.dense_model)"
             )
         return fusion
+
+    def _feedback(self, queries: Sequence[SearchQuery], targets: list[set[str]], modes: list[str], aligned):
+        """Aligned queries moved towards their top ``prf`` aligned passages over all searched languages.
+
+        Pseudo-relevance feedback in the aligned space: ``q' = norm(q + prf_weight x mean(top passages))``.
+        The top passages are mostly parallel copies or neighbours of the best match, in several
+        languages, so the new query leans towards what they share rather than towards the query's
+        own wording.
+        """
+        import numpy as np
+
+        from crosearch.retrieval.alignment import normalise
+
+        assert self._aligned is not None
+        best: list[list[tuple[float, str, int]]] = [[] for _ in queries]
+        for lang in self.languages:
+            members = [i for i, t in enumerate(targets) if lang in t and modes[i] == "aligned"]
+            if not members:
+                continue
+            position = self._stores[lang].position
+            excludes = [{position[pid] for pid in queries[i].exclude if pid in position} for i in members]
+            found = self._aligned.index(lang, self._dense[lang]).search(aligned[members], self.prf, excludes)
+            for i, ranked in zip(members, found):
+                best[i].extend((score, lang, pos) for pos, score in ranked)
+        out = aligned.copy()
+        for i, candidates in enumerate(best):
+            top = sorted(candidates, reverse=True)[: self.prf]
+            if top:
+                vectors = np.stack([self._aligned.passages(lang, [pos])[0] for _, lang, pos in top])
+                out[i] = normalise(aligned[i] + self.prf_weight * vectors.mean(axis=0))
+        return out
 
     def _dense_search(
         self, lang: str, members: list[int], modes: list[str], embeddings, aligned, k: int, excludes: list[set[int]]
