@@ -237,3 +237,23 @@ def test_crosslingual_strategy_ranks_aligned_without_translator_and_drops_parall
         # paragraph mode: a parallel copy is the same paragraph in the other language
         assert drop["dropped"].split("/")[1] == drop["kept"].split("/")[1]
         assert drop["kept_lang"] == "de"
+
+
+def test_feedback_moves_the_query_towards_its_top_passages_and_honours_exclude(index_dir, bench, articles):
+    questions = [q for q in bench.test if q.lang == "de" and q.article in articles["test"]][:8]
+    queries = [SearchQuery(q.question, q.lang, None, frozenset(q.exclude)) for q in questions]
+    plain = LocalRetriever(index_dir, methods=["dense"], fusion="aligned")
+    feedback = LocalRetriever(index_dir, methods=["dense"], fusion="aligned", prf=3)
+    targets = [set(plain.languages)] * len(queries)
+    modes = ["aligned"] * len(queries)
+    assert plain._aligned is not None
+    aligned = plain._aligned.queries(plain._embed(queries, targets), [q.lang for q in queries])
+    moved = feedback._feedback(queries, targets, modes, aligned)
+    top = plain.search(queries, 3)
+    for i, hits in enumerate(top):
+        mean = normalise(np.mean(plain.hit_embeddings(hits), axis=0))
+        assert float(moved[i] @ mean) > float(aligned[i] @ mean)  # closer to what it found
+    for q, hits in zip(questions, feedback.search(queries, 5)):
+        assert len(hits) == 5 and not {h.doc_id for h in hits} & set(q.exclude)
+    with pytest.raises(CrosearchError, match="dense_prf"):
+        LocalRetriever(index_dir, prf=-1)
