@@ -101,7 +101,7 @@ def encode(args) -> None:
         start = time.perf_counter()
         have = cache.get([cache.key(p.text) for p in passages])
         fresh = [p for p in passages if cache.key(p.text) not in have]
-        encode_passages_cached(encoder, [p.text for p in passages], cache)
+        encode_passages_cached(encoder, [p.text for p in passages], cache, shipped=False)
         seconds = time.perf_counter() - start
         done += len(passages)
         rate = len(fresh) / seconds if fresh and seconds > 0 else float("nan")

@@ -164,6 +164,11 @@ def encoder_identity(encoder) -> str:
     return f"st:{encoder.model_name}:{encoder.query_prefix!r}:{encoder.passage_prefix!r}"
 
 
+def text_key(text: str) -> str:
+    """A passage text's key in the embedding cache and the shipped embeddings (its SHA-1)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 class EmbeddingCache:
     """Passage embeddings on disk, keyed by encoder identity and text.
 
@@ -179,7 +184,7 @@ class EmbeddingCache:
         self._index: dict[str, tuple[Path, int]] | None = None
 
     def key(self, text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+        return text_key(text)
 
     def _load_index(self) -> dict[str, tuple[Path, int]]:
         if self._index is None:
@@ -235,12 +240,21 @@ def encode_passages_cached(
     cache: EmbeddingCache | None,
     advance: Callable[[int], None] = lambda n: None,
     chunk: int = CHUNK,
+    shipped: bool = True,
 ) -> np.ndarray:
-    """Embeddings of ``texts`` (in order), taking cached ones from ``cache`` and caching new ones chunk by chunk."""
+    """Embeddings of ``texts`` (in order), taking cached ones from ``cache`` and caching new ones chunk by chunk.
+
+    With ``shipped``, passages of the vendored benchmark take the embeddings shipped with the
+    package when the encoder's identity is theirs (:mod:`crosearch.retrieval.shipped`).
+    """
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    keys = [cache.key(t) for t in texts] if cache is not None else [str(i) for i in range(len(texts))]
+    keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
+    if shipped:
+        from crosearch.retrieval.shipped import shipped_vectors
+
+        found.update(shipped_vectors(encoder_identity(encoder), [k for k in keys if k not in found]))
     advance(sum(1 for k in keys if k in found))
     # A text that occurs twice is encoded once.
     first: dict[str, int] = {}
