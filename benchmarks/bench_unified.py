@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 
-def variant(methods, fusion, align, weight=0.0, norm="query", collapse="none", prf=0) -> dict:
+def variant(methods, fusion, align, weight=0.0, norm="query", collapse="none", prf=0, agreement=0.0) -> dict:
     """LocalRetriever's search options of one measured variant."""
     return {
         "methods": methods,
@@ -36,6 +36,7 @@ def variant(methods, fusion, align, weight=0.0, norm="query", collapse="none", p
         "hybrid_norm": norm,
         "collapse": collapse,
         "prf": prf,
+        "agreement": agreement,
     }
 
 
@@ -56,6 +57,10 @@ VARIANTS = {
     "dense-centred-prf5": variant(DENSE, "aligned", "center", prf=5),
     "dense-centred-prf5-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph", prf=5),
     "hybrid-centred-prf5-paragraph": variant(HYBRID, "aligned", "center", 0.03, collapse="paragraph", prf=5),
+    # cross-lingual agreement of a candidate's parallel copies (weight chosen on the train questions: 8)
+    "dense-centred-agree8-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph", agreement=8.0),
+    "dense-centred-agree8": variant(DENSE, "aligned", "center", agreement=8.0),
+    "hybrid-centred-agree8-paragraph": variant(HYBRID, "aligned", "center", 0.1, collapse="paragraph", agreement=8.0),
 }
 
 

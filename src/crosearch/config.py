@@ -113,6 +113,13 @@ class RetrievalConfig(Section):
         "(over all searched languages) and rank again; 0 = off",
     )
     dense_prf_weight: float = Field(1.0, ge=0.0, description="weight of the feedback passages' mean (dense_prf)")
+    dense_agreement: float = Field(
+        0.0,
+        ge=0.0,
+        description="aligned ranking: add this x the mean, over the searched languages, of the best aligned "
+        "cosine of each candidate's paragraph there (cross-lingual agreement of parallel copies; uses "
+        "paragraph ids); 0 = off",
+    )
     collapse: Literal["none", "window", "paragraph"] = Field(
         "none",
         description="passages of one paragraph in a ranking: all of them ('none'), the best one per paragraph "

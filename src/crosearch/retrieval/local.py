@@ -515,7 +515,8 @@ class LocalRetriever:
     passage of each paragraph (per language, or across languages), searching each list
     ``COLLAPSE_DEPTH`` times deeper so that ``k`` distinct paragraphs remain. ``prf`` > 0
     moves each aligned query towards its top ``prf`` aligned passages before the ranking
-    (pseudo-relevance feedback, :meth:`_feedback`).
+    (pseudo-relevance feedback, :meth:`_feedback`). ``agreement`` > 0 re-ranks the aligned
+    candidates by how well their paragraph's copies in the other languages match too (:meth:`_agree`).
     """
 
     def __init__(
@@ -535,6 +536,7 @@ class LocalRetriever:
         collapse: Collapse = "none",
         prf: int = 0,
         prf_weight: float = 1.0,
+        agreement: float = 0.0,
     ) -> None:
         self.index_dir = Path(index_dir)
         if collapse not in ("none", "window", "paragraph"):
@@ -543,6 +545,10 @@ class LocalRetriever:
         if prf < 0 or prf_weight < 0:
             raise CrosearchError(f"dense_prf ({prf}) and dense_prf_weight ({prf_weight}) must not be negative")
         self.prf, self.prf_weight = prf, prf_weight
+        if agreement < 0:
+            raise CrosearchError(f"dense_agreement must not be negative, got {agreement}")
+        self.agreement = agreement
+        self._paragraphs: dict[str, dict[str, list[int]]] = {}
         self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
@@ -597,6 +603,7 @@ class LocalRetriever:
             collapse=cfg.collapse,
             prf=cfg.dense_prf,
             prf_weight=cfg.dense_prf_weight,
+            agreement=cfg.dense_agreement,
         )
 
     @property
@@ -688,6 +695,8 @@ class LocalRetriever:
                     self.hybrid_weight,
                     self.hybrid_norm,
                 )
+                if self.agreement > 0 and aligned is not None:
+                    ranking = self._agree(query, aligned[i], targets[i], ranking)
             else:
                 ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
                 ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
@@ -756,6 +765,64 @@ class LocalRetriever:
                 vectors = np.stack([self._aligned.passages(lang, [pos])[0] for _, lang, pos in top])
                 out[i] = normalise(aligned[i] + self.prf_weight * vectors.mean(axis=0))
         return out
+
+    def _paragraph_rows(self, lang: str) -> dict[str, list[int]]:
+        """Positions of each paragraph's passages in ``lang`` (read from the store once, on first use)."""
+        if lang not in self._paragraphs:
+            rows: dict[str, list[int]] = {}
+            store = self._stores[lang]
+            for pos in range(len(store)):
+                paragraph = store.get(pos).paragraph
+                if paragraph is not None:
+                    rows.setdefault(paragraph, []).append(pos)
+            self._paragraphs[lang] = rows
+        return self._paragraphs[lang]
+
+    def _agree(self, query: SearchQuery, vector, langs: set[str], ranking: list) -> list:
+        """Cross-lingual agreement: each candidate gains ``agreement`` x the mean, over the searched
+        languages holding its paragraph, of the best aligned cosine of that paragraph's passages there.
+
+        A paragraph whose copies in many languages all match the query rises above a passage that
+        matches in one language only; the query's exclusions are honoured (an excluded copy does
+        not vote). Uses the collection's paragraph ids; passages without one keep their score.
+        """
+        import numpy as np
+
+        from crosearch.retrieval.alignment import AlignedSpace
+
+        space = self._aligned
+        assert isinstance(space, AlignedSpace)
+        wanted: list[str] = []
+        for (lang, pos), _ in ranking:
+            paragraph = self._stores[lang].get(pos).paragraph
+            if paragraph is not None and paragraph not in wanted:
+                wanted.append(paragraph)
+        votes = np.zeros(len(wanted))
+        voters = np.zeros(len(wanted))
+        for lang in sorted(langs):
+            rows_of = self._paragraph_rows(lang)
+            position = self._stores[lang].position
+            skip = {position[pid] for pid in query.exclude if pid in position}
+            rows, owners = [], []
+            for j, paragraph in enumerate(wanted):
+                for row in rows_of.get(paragraph, ()):
+                    if row not in skip:
+                        rows.append(row)
+                        owners.append(j)
+            if not rows:
+                continue
+            cosines = space.passages(lang, rows) @ vector
+            best = np.full(len(wanted), -np.inf)
+            np.maximum.at(best, np.array(owners), cosines)
+            has = np.isfinite(best)
+            votes[has] += best[has]
+            voters[has] += 1
+        bonus = {p: self.agreement * votes[j] / voters[j] for j, p in enumerate(wanted) if voters[j]}
+        rescored = []
+        for (lang, pos), score in ranking:
+            paragraph = self._stores[lang].get(pos).paragraph
+            rescored.append(((lang, pos), score + bonus.get(paragraph, 0.0) if paragraph else score))
+        return sorted(rescored, key=lambda item: -item[1])
 
     def _dense_search(
         self, lang: str, members: list[int], modes: list[str], embeddings, aligned, k: int, excludes: list[set[int]]
