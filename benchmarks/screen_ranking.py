@@ -13,9 +13,15 @@ Fitted statistics use the train split only (its questions and its paragraphs).
 - ``query maps``: centred queries through a per-language linear map fitted on the train
   questions, towards their gold paragraph's centred mean vector in the other languages
   (ridge towards the identity);
-- ``prf m``: the centred query plus the mean of its top ``m`` passages, re-normalised.
+- ``prf m``: the centred query plus the mean of its top ``m`` passages, re-normalised;
+- ``agreement w``: each window's cosine plus ``w`` x the mean, over the languages, of the
+  best cosine of its paragraph's (not excluded) windows there (``retrieval.dense_agreement``).
+
+``--split train`` screens on the train questions (where the agreement weight was chosen).
 
     python benchmarks/screen_ranking.py --cache runs/emb-cache
+    python benchmarks/screen_ranking.py --cache runs/emb-cache --split train \
+        --out benchmarks/results/screen_ranking_train.json
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--cache", default="runs/emb-cache")
     ap.add_argument("--queries", default="runs/question-embeddings.npz", help="cache of question embeddings")
     ap.add_argument("--out", default="benchmarks/results/screen_ranking.json")
+    ap.add_argument("--split", default="test", choices=["test", "train"], help="questions to rank")
     return ap.parse_args()
 
 
@@ -55,7 +62,8 @@ def main() -> None:
     ppar = np.array([p.paragraph for p in collection])
     row = {p.id: i for i, p in enumerate(collection)}
     langs = sorted(set(plang.tolist()))
-    test, train = bench.test, [q for q in bench.train if q.paragraph]
+    train = [q for q in bench.train if q.paragraph]
+    test = bench.test if args.split == "test" else train
 
     stored: dict[str, np.ndarray] = {}
     if os.path.exists(args.queries):
@@ -89,8 +97,8 @@ def main() -> None:
 
     results: dict[str, dict] = {}
 
-    def evaluate(name: str, q: np.ndarray) -> None:
-        order = np.argsort(-scores(q), axis=1)[:, :300]
+    def evaluate(name: str, q: np.ndarray, given: np.ndarray | None = None) -> None:
+        order = np.argsort(-(scores(q) if given is None else given), axis=1)[:, :300]
         ranks: list[int | None] = []
         for i in range(len(test)):
             seen: list[str] = []
@@ -145,6 +153,25 @@ def main() -> None:
             cqm = centre(queries, qlang, qmean)
             top = np.argsort(-scores(cqm), axis=1)[:, :m]
             evaluate("query means + prf 5", normalise(cqm + beta * cp[top].mean(1)))
+
+    paragraphs = sorted(set(ppar.tolist()))
+    column = np.searchsorted(paragraphs, ppar)
+
+    def agreement(q: np.ndarray, weight: float) -> np.ndarray:
+        s = scores(q)
+        best = np.full((len(q), len(paragraphs), len(langs)), np.nan, dtype=np.float32)
+        for li, lang in enumerate(langs):
+            rows = np.flatnonzero(plang == lang)
+            rows = rows[np.argsort(column[rows], kind="stable")]
+            starts = np.r_[0, np.flatnonzero(np.diff(column[rows])) + 1]
+            block = np.maximum.reduceat(s[:, rows], starts, axis=1)
+            best[:, column[rows][starts], li] = np.where(np.isfinite(block), block, np.nan)
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(best, axis=2)
+        return s + weight * np.nan_to_num(mean, nan=0.0)[:, column]
+
+    for weight in (1.0, 2.0, 4.0, 8.0, 16.0):
+        evaluate(f"agreement {weight:g}", cq, agreement(cq, weight))
 
     results["load"] = [round(x, 2) for x in os.getloadavg()]
     atomic_write_json(Path(args.out), results)
