@@ -548,7 +548,7 @@ class LocalRetriever:
         if agreement < 0:
             raise CrosearchError(f"dense_agreement must not be negative, got {agreement}")
         self.agreement = agreement
-        self._paragraphs: dict[str, dict[str, list[int]]] = {}
+        self._paragraphs: dict[str, tuple[list[str | None], dict[str, list[int]]]] = {}
         self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
@@ -766,16 +766,16 @@ class LocalRetriever:
                 out[i] = normalise(aligned[i] + self.prf_weight * vectors.mean(axis=0))
         return out
 
-    def _paragraph_rows(self, lang: str) -> dict[str, list[int]]:
-        """Positions of each paragraph's passages in ``lang`` (read from the store once, on first use)."""
+    def _paragraph_rows(self, lang: str) -> tuple[list[str | None], dict[str, list[int]]]:
+        """Each passage's paragraph in ``lang`` and each paragraph's positions (read from the store once)."""
         if lang not in self._paragraphs:
-            rows: dict[str, list[int]] = {}
             store = self._stores[lang]
-            for pos in range(len(store)):
-                paragraph = store.get(pos).paragraph
+            of = [store.get(pos).paragraph for pos in range(len(store))]
+            rows: dict[str, list[int]] = {}
+            for pos, paragraph in enumerate(of):
                 if paragraph is not None:
                     rows.setdefault(paragraph, []).append(pos)
-            self._paragraphs[lang] = rows
+            self._paragraphs[lang] = (of, rows)
         return self._paragraphs[lang]
 
     def _agree(self, query: SearchQuery, vector, langs: set[str], ranking: list) -> list:
@@ -792,15 +792,12 @@ class LocalRetriever:
 
         space = self._aligned
         assert isinstance(space, AlignedSpace)
-        wanted: list[str] = []
-        for (lang, pos), _ in ranking:
-            paragraph = self._stores[lang].get(pos).paragraph
-            if paragraph is not None and paragraph not in wanted:
-                wanted.append(paragraph)
+        found = (self._paragraph_rows(lang)[0][pos] for (lang, pos), _ in ranking)
+        wanted = [p for p in dict.fromkeys(found) if p is not None]
         votes = np.zeros(len(wanted))
         voters = np.zeros(len(wanted))
         for lang in sorted(langs):
-            rows_of = self._paragraph_rows(lang)
+            rows_of = self._paragraph_rows(lang)[1]
             position = self._stores[lang].position
             skip = {position[pid] for pid in query.exclude if pid in position}
             rows, owners = [], []
@@ -820,7 +817,7 @@ class LocalRetriever:
         bonus = {p: self.agreement * votes[j] / voters[j] for j, p in enumerate(wanted) if voters[j]}
         rescored = []
         for (lang, pos), score in ranking:
-            paragraph = self._stores[lang].get(pos).paragraph
+            paragraph = self._paragraph_rows(lang)[0][pos]
             rescored.append(((lang, pos), score + bonus.get(paragraph, 0.0) if paragraph else score))
         return sorted(rescored, key=lambda item: -item[1])
 
