@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.crosearch-installed
 
-.PHONY: quickstart test test-slow test-distributed lint install clean
+.PHONY: quickstart test test-slow test-distributed lint install clean shipped-embeddings
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test-slow: $(STAMP)
 # DDP on two CPU processes and every GPU recipe for one step on CPU (minutes; CI runs them).
 test-distributed: $(STAMP)
 	$(BIN)/python -m pytest -q -m distributed
+
+# Re-encode the vendored passages into the shipped embeddings (after a change of the passages or
+# of the bundled encoder); resumable through the embedding cache in runs/emb-cache.
+shipped-embeddings: $(STAMP)
+	nice -n 10 $(BIN)/python -c 'from crosearch.retrieval.shipped import build_shipped; print(build_shipped("runs/emb-cache"))'
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -25,14 +25,42 @@ import json
 import time
 from pathlib import Path
 
+
+def variant(methods, fusion, align, weight=0.0, norm="query", collapse="none", prf=0, agreement=0.0) -> dict:
+    """LocalRetriever's search options of one measured variant."""
+    return {
+        "methods": methods,
+        "fusion": fusion,
+        "align": align,
+        "hybrid_weight": weight,
+        "hybrid_norm": norm,
+        "collapse": collapse,
+        "prf": prf,
+        "agreement": agreement,
+    }
+
+
+DENSE, HYBRID = ["dense"], ["bm25", "dense"]
 VARIANTS = {
-    # name: (methods, fusion, dense_align, hybrid_weight, hybrid_norm)
-    "bm25-rrf": (["bm25"], "rrf", "none", 0.0, "query"),
-    "dense-raw": (["dense"], "aligned", "none", 0.0, "query"),
-    "dense-centred": (["dense"], "aligned", "center", 0.0, "query"),
-    "dense-mapped": (["dense"], "aligned", "map", 0.0, "query"),
-    "hybrid-centred": (["bm25", "dense"], "aligned", "center", 0.1, "query"),
-    "hybrid-mapped": (["bm25", "dense"], "aligned", "map", 0.1, "query"),
+    "bm25-rrf": variant(["bm25"], "rrf", "none"),
+    "dense-raw": variant(DENSE, "aligned", "none"),
+    "dense-centred": variant(DENSE, "aligned", "center"),
+    "dense-mapped": variant(DENSE, "aligned", "map"),
+    "hybrid-centred": variant(HYBRID, "aligned", "center", 0.1),
+    "hybrid-mapped": variant(HYBRID, "aligned", "map", 0.1),
+    # one passage per paragraph (in any language) in the ranking
+    "bm25-rrf-paragraph": variant(["bm25"], "rrf", "none", collapse="paragraph"),
+    "dense-centred-window": variant(DENSE, "aligned", "center", collapse="window"),
+    "dense-centred-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph"),
+    "dense-mapped-paragraph": variant(DENSE, "aligned", "map", collapse="paragraph"),
+    # pseudo-relevance feedback in the aligned space (top 5 passages, weight 1)
+    "dense-centred-prf5": variant(DENSE, "aligned", "center", prf=5),
+    "dense-centred-prf5-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph", prf=5),
+    "hybrid-centred-prf5-paragraph": variant(HYBRID, "aligned", "center", 0.03, collapse="paragraph", prf=5),
+    # cross-lingual agreement of a candidate's parallel copies (weight chosen on the train questions: 8)
+    "dense-centred-agree8-paragraph": variant(DENSE, "aligned", "center", collapse="paragraph", agreement=8.0),
+    "dense-centred-agree8": variant(DENSE, "aligned", "center", agreement=8.0),
+    "hybrid-centred-agree8-paragraph": variant(HYBRID, "aligned", "center", 0.1, collapse="paragraph", agreement=8.0),
 }
 
 
@@ -78,7 +106,7 @@ def encode(args) -> None:
         start = time.perf_counter()
         have = cache.get([cache.key(p.text) for p in passages])
         fresh = [p for p in passages if cache.key(p.text) not in have]
-        encode_passages_cached(encoder, [p.text for p in passages], cache)
+        encode_passages_cached(encoder, [p.text for p in passages], cache, shipped=False)
         seconds = time.perf_counter() - start
         done += len(passages)
         rate = len(fresh) / seconds if fresh and seconds > 0 else float("nan")
@@ -133,8 +161,8 @@ def evaluate(args) -> None:
     variants = dict(VARIANTS)
     for w in args.hybrid_weights:
         for norm in args.hybrid_norms:
-            variants[f"hybrid-centred-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "center", w, norm)
-            variants[f"hybrid-mapped-{norm}-{w:g}"] = (["bm25", "dense"], "aligned", "map", w, norm)
+            variants[f"hybrid-centred-{norm}-{w:g}"] = variant(HYBRID, "aligned", "center", w, norm)
+            variants[f"hybrid-mapped-{norm}-{w:g}"] = variant(HYBRID, "aligned", "map", w, norm)
     chosen = [v for v in variants if v in args.variants or v not in VARIANTS]
     cache = EmbeddingCache(args.cache, BundledEncoder().identity)
     results: dict = {"settings": {}}
@@ -170,15 +198,7 @@ def evaluate(args) -> None:
         row["latency_ms"] = cold_latency(index_dir, test[:: max(1, len(test) // 40)], setting)
         print(f"{setting}: {row['subset']}, {row['index']}, cold search ms {row['latency_ms']}", flush=True)
         for name in chosen:
-            methods, fusion, align, weight, norm = variants[name]
-            retriever = LocalRetriever(
-                index_dir,
-                methods=methods,
-                fusion=fusion,
-                align=align,  # type: ignore[arg-type]
-                hybrid_weight=weight,
-                hybrid_norm=norm,
-            )
+            retriever = LocalRetriever(index_dir, **variants[name])
             scopes = ("all",) if setting == "no-native" else ("mono", "all")  # no-native mono is 0 by construction
             start = time.perf_counter()
             report = evaluate_retrieval(retriever, test, (1, 5, 10), scopes, progress=False)  # type: ignore[arg-type]

