@@ -117,7 +117,9 @@ class ModelConfig(Section):
     cache_dir: str | None = Field(
         None, description="where the de-quantised bundled model is cached (None = user cache dir)"
     )
-    adapter: str | None = Field(None, description="a PEFT adapter directory to load on top")
+    adapter: str | None = Field(
+        None, description="a PEFT adapter directory to load on top, or bundled:<name> for one shipped in the package"
+    )
 
 
 #: A Host header value to accept: a name, an IPv4/IPv6 address (brackets optional) or '*'.
