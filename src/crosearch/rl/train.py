@@ -303,7 +303,7 @@ def run_train(
     check_trl_args(t.trl_args)
     ctx = prepare_run(config, output_dir=t.output_dir, benchmark=t.benchmark, seed=t.seed, resume=resume)
     retriever = TimedRetriever(ctx.retriever)
-    questions = select_questions(ctx.bench.train, t.languages, t.max_questions, t.seed)
+    questions = select_questions(ctx.bench.train, t.languages, t.max_questions, t.seed, t.question_ids)
     pool = [q for q in ctx.bench.train if t.languages is None or q.lang in t.languages]
     rows = build_rows(
         questions, multilingual=t.multilingual_groups, group_languages=t.group_languages, seed=t.seed, pool=pool
