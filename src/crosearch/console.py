@@ -262,7 +262,7 @@ def log_path() -> Path | None:
 
 def record_crash(exc: BaseException) -> Path:
     """Append the traceback of an unexpected exception to the log; returns the file it went to."""
-    text = "".join(traceback.format_exception(exc))
+    text = f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} crash\n" + "".join(traceback.format_exception(exc))
     if _current is not None:
         _current.handler.write_raw(text)
         return _current.handler.path or default_log_path()
