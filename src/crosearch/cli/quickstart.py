@@ -87,7 +87,7 @@ def quickstart(
         agent = load_policy_backend(_with_adapter(cfg, agent_adapter).model)
     console.print(f"loaded {cfg.model.name}: {sum(p.numel() for p in agent.model.parameters()) / 1e6:.0f}M parameters")
 
-    questions = _script_questions(bench.test)
+    questions = _script_questions(bench, cfg.crosslingual.target_langs)
     step(4, f"the search agent ({agent_name}) answers {len(questions)} questions in {len(questions)} scripts")
     _ask_examples(_with_adapter(cfg, agent_adapter), questions, agent, retriever, console)
 
@@ -139,21 +139,28 @@ def _with_adapter(cfg, adapter: str | None):
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"adapter": adapter})})
 
 
-def _script_questions(test) -> list:
-    """One test question per script; the last one has no gold paragraph in its own language (``gap``/``no-native``),
+def _script_questions(bench, targets: list[str] | None) -> list:
+    """One test question per script. The Han one (else the last one) has no gold paragraph in its own
+    language (``gap``/``no-native``) while a language searched cross-lingually (``targets``) has it,
     so only evidence in another language can answer it."""
+    held = {(p.lang, p.paragraph) for p in bench.collection}
+    others = targets or bench.languages
+
+    def crosslingual(q) -> bool:
+        return q.native_available is False and any((t, q.paragraph) in held for t in others if t != q.lang)
+
+    test = [q for q in bench.test if q.answers]
     chosen = []
     for position, (_, langs) in enumerate(SCRIPTS):
         lang = next((lang for lang in langs if any(q.lang == lang for q in test)), None)
         if lang is None:
             continue
-        pool = [q for q in test if q.lang == lang and q.answers]
-        crosslingual = [q for q in pool if q.native_available is False]
-        # The Han question shows cross-lingual evidence when the benchmark has such a question.
-        wanted = crosslingual if position == 1 and crosslingual else pool
-        chosen.append(wanted[0])
-    if chosen and not any(q.native_available is False for q in chosen):
-        fallback = next((q for q in test if q.native_available is False and q.answers), None)
+        pool = [q for q in test if q.lang == lang]
+        # The others find their answer in their own language, for contrast.
+        wanted = [q for q in pool if (crosslingual(q) if position == 1 else q.native_available)]
+        chosen.append((wanted or pool)[0])
+    if chosen and not any(crosslingual(q) for q in chosen):
+        fallback = next((q for q in test if crosslingual(q)), None)
         if fallback is not None:
             chosen[-1] = fallback
     return chosen
