@@ -192,15 +192,22 @@ def test_routing_is_undone_when_the_command_ends(tmp_path):
 
     from crosearch import console
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    from transformers.utils import logging as hf_logging
+
+    root, library = logging.getLogger(), logging.getLogger("transformers")
+    hf_logging.get_logger("transformers.test")  # transformers' own stderr handler is in place
+    before = (list(root.handlers), root.level, list(library.handlers), library.propagate)
+    assert any(type(h) is logging.StreamHandler for h in library.handlers)
     with console.routed(command="test"):
         console.log_to(tmp_path / "crosearch.log")
         assert not console.is_verbose()
+        assert not any(type(h) is logging.StreamHandler for h in library.handlers)
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn("routed here", FutureWarning, stacklevel=1)
-        assert console.routed_warnings() == 1
-    assert root.handlers == handlers and root.level == level
+        hf_logging.get_logger("transformers.test").warning("a library warning")
+        assert console.routed_warnings() == 2
+    assert (list(root.handlers), root.level, list(library.handlers), library.propagate) == before
     assert console.is_verbose()  # no routing: library code leaves the trainers' own output alone
-    assert "FutureWarning: routed here" in (tmp_path / "crosearch.log").read_text()
+    text = (tmp_path / "crosearch.log").read_text()
+    assert "FutureWarning: routed here" in text and "WARNING transformers.test: a library warning" in text

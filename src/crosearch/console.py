@@ -147,7 +147,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _quiet_library(logger_name: str) -> Callable[[Any], None]:
+def _quiet_library(logger_name: str, undo: list[Callable[[], object]]) -> Callable[[Any], None]:
     """Takes a library's own stderr handler off its root logger; its records then reach the log file."""
 
     def hook(module: Any) -> None:
@@ -155,10 +155,18 @@ def _quiet_library(logger_name: str) -> Callable[[Any], None]:
         if configure is not None and logger_name == "transformers":
             configure()  # now, so that its lazy first call later does not add the handler back
         logger = logging.getLogger(logger_name)
-        for handler in list(logger.handlers):
-            if type(handler) is logging.StreamHandler:
-                logger.removeHandler(handler)
+        removed = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        propagate = logger.propagate
+        for handler in removed:
+            logger.removeHandler(handler)
         logger.propagate = True
+
+        def restore() -> None:
+            for handler in removed:
+                logger.addHandler(handler)
+            logger.propagate = propagate
+
+        undo.append(restore)
 
     return hook
 
@@ -193,7 +201,7 @@ class Routing:
             if name not in os.environ:
                 os.environ[name] = value
                 self._undo.append(functools.partial(os.environ.pop, name, None))
-        hooks = {module: _quiet_library(logger) for module, logger in _LIBRARY_LOGGING.items()}
+        hooks = {module: _quiet_library(logger, self._undo) for module, logger in _LIBRARY_LOGGING.items()}
         for module, hook in hooks.items():
             if module in sys.modules:  # imported before the command started (tests, an embedding program)
                 hook(sys.modules[module])
