@@ -190,9 +190,9 @@ def test_routing_is_undone_when_the_command_ends(tmp_path):
     import logging
     import warnings
 
-    from crosearch import console
-
     from transformers.utils import logging as hf_logging
+
+    from crosearch import console
 
     root, library = logging.getLogger(), logging.getLogger("transformers")
     hf_logging.get_logger("transformers.test")  # transformers' own stderr handler is in place
@@ -211,3 +211,30 @@ def test_routing_is_undone_when_the_command_ends(tmp_path):
     assert console.is_verbose()  # no routing: library code leaves the trainers' own output alone
     text = (tmp_path / "crosearch.log").read_text()
     assert "FutureWarning: routed here" in text and "WARNING transformers.test: a library warning" in text
+
+
+def test_step_line_shows_reward_components_searches_and_time_compactly():
+    from crosearch.rl.step_line import format_step
+
+    logs = {
+        "loss": 0.0132,
+        "reward": 0.275,
+        "reward_std": 0.19,
+        "rewards/exact_match/mean": 0.25,
+        "rewards/f1/mean": 0.3,
+        "rewards/format/mean": 1.0,
+        "rollout/searches": 1.0,
+        "rollout/valid_format": 1.0,
+        "time/step": 61.23,
+        "completions/mean_length": 58.5,
+        "learning_rate": 1e-5,
+    }
+    line = format_step(3, 20, logs, seconds=70.0)
+    assert line == (
+        "step 3/20 · reward 0.275 ±0.190 (exact_match 0.25, f1 0.30, format 1.00) · searches 1.0 · "
+        "well-formed 100% · loss 0.0132 · 61.2 s/step"
+    )
+    # The warm start: loss, learning rate, and the time measured between logs.
+    assert format_step(2, 8, {"loss": 1.92, "learning_rate": 1.7e-4}, seconds=7.4) == (
+        "step 2/8 · loss 1.9200 · lr 0.00017 · 7.4 s/step"
+    )
