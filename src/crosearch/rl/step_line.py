@@ -50,16 +50,40 @@ def format_step(step: int, max_steps: int, logs: dict[str, Any], seconds: float 
 
 
 class StepLine(TrainerCallback):
-    """Prints :func:`format_step` for every log of the trainer (its final summary is left to the command)."""
+    """Prints :func:`format_step` for every log of the trainer (its final summary is left to the command).
 
-    def __init__(self, console: Any) -> None:
+    With ``bar``, a transient rich bar counts the steps below the lines, in place of the trainer's tqdm bar:
+    a GRPO step on a CPU takes a minute or more, and the bar's clock shows the run is alive.
+    """
+
+    def __init__(self, console: Any, *, bar: bool = False) -> None:
         self.console = console
+        self.show_bar = bar
+        self._bars: Any = None
+        self._task: Any = None
         self._last_time: float | None = None
         self._last_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - TrainerCallback signature
         self._last_time = time.perf_counter()
         self._last_step = state.global_step
+        if self.show_bar and state.is_world_process_zero:
+            from crosearch.progress import Bars
+
+            self._bars = Bars(transient=True, console=self.console).__enter__()
+            self._task = self._bars.add("training steps", state.max_steps or None)
+            self._task.advance(state.global_step)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._task is not None:
+            self._task.advance(1)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._bars is not None:
+            self._bars.__exit__(None, None, None)
+            self._bars = self._task = None
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
@@ -69,9 +93,8 @@ class StepLine(TrainerCallback):
         steps = state.global_step - self._last_step
         seconds = (now - self._last_time) / steps if self._last_time is not None and steps > 0 else None
         self._last_time, self._last_step = now, state.global_step
-        self.console.print(
-            format_step(state.global_step, state.max_steps, logs, seconds), highlight=False, soft_wrap=True
-        )
+        line = format_step(state.global_step, state.max_steps, logs, seconds)
+        self.console.print(line, highlight=False, soft_wrap=True)
         return control
 
 
@@ -81,7 +104,8 @@ def attach_step_line(trainer: Any, console: Any) -> None:
 
     from crosearch.console import is_verbose
 
-    if not is_verbose():
+    verbose = is_verbose()
+    if not verbose:
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(StepLine(console))
+    trainer.add_callback(StepLine(console, bar=not verbose))
