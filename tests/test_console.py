@@ -149,7 +149,7 @@ def test_verbose_shows_the_libraries_output_again(shared, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "FutureWarning" in proc.stderr
     assert METRIC_DICT.search(proc.stdout + proc.stderr)  # transformers' own printing, as without crosearch's routing
-    assert re.search(r"^step 1/2 · loss", proc.stderr, re.M)
+    assert "step 1/2 · loss" in proc.stderr  # the line is there too (after tqdm's bar, on its line)
 
 
 def test_a_crash_leaves_its_traceback_in_the_log_and_one_pointer_on_the_terminal(tmp_path):
