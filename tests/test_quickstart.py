@@ -80,3 +80,29 @@ def test_the_comparison_grows_with_the_shipped_adapters(tmp_path, monkeypatch):
         ("search-r1", "bundled:search-r1"),
         ("crosearch-r1", "bundled:crosearch-r1"),
     ]
+
+
+def test_sampled_answers_rank_the_grpo_candidates(gap, tmp_path):
+    """The pre-pass samples answers with the real policy (the tiny model here) and ranks by their F1 spread."""
+    from crosearch.config import load_config
+    from crosearch.rl.quick import questions_with_signal, rank_by_sampled_spread
+
+    bench, retriever = gap
+    candidates = questions_with_signal(bench.train, retriever, 3, k=2, seed=0)
+    cfg = load_config(
+        None,
+        [
+            "model.name=tiny",
+            "model.dtype=float32",
+            "crosslingual.strategy=mono",
+            "agent.temperature=0.8",
+            "agent.max_turns=2",
+            "agent.max_new_tokens=16",
+            "agent.answer_tokens=8",
+        ],
+    )
+    ranked, spread = rank_by_sampled_spread(candidates, cfg, retriever, samples=2)
+    assert sorted(q.id for q in ranked) == sorted(q.id for q in candidates)
+    assert set(spread) == {q.id for q in candidates} and all(0.0 <= v <= 1.0 for v in spread.values())
+    assert [spread[q.id] for q in ranked] == sorted(spread.values(), reverse=True)
+    assert rank_by_sampled_spread([], cfg, retriever) == ([], {})

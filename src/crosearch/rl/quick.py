@@ -45,6 +45,9 @@ QUICK_GRPO: dict[str, Any] = {
 SHORT_ANSWER_WORDS = 3
 # Training questions searched while looking for ones with their answer in the evidence (each search takes ms).
 CANDIDATES = 400
+# Of those, how many the warm-started policy answers SAMPLES times before GRPO (one generation batch of 16).
+SAMPLED_CANDIDATES = 4
+SAMPLES = 4
 
 
 @dataclass(slots=True)
@@ -89,6 +92,33 @@ def questions_with_signal(
     return chosen
 
 
+def rank_by_sampled_spread(
+    candidates: list[QAExample], config: Config, retriever: Any, *, samples: int = SAMPLES
+) -> tuple[list[QAExample], dict[str, float]]:
+    """The candidates ordered by how much the F1 of ``samples`` sampled answers varies (most first; ties keep
+    their order), and that spread by question id.
+
+    The policy of ``config`` answers each candidate at the training temperature, as a GRPO group would:
+    a candidate whose answers all score the same would most likely give a group with zero advantage.
+    """
+    from dataclasses import replace
+
+    from crosearch.agent.pipelines import Pipeline, load_policy_backend
+    from crosearch.eval.metrics import f1_score
+
+    if not candidates:
+        return [], {}
+    policy = load_policy_backend(config.model)
+    pipeline = Pipeline("search-agent", policy, retriever, config, temperature=config.agent.temperature)
+    copies = [replace(q, id=f"{q.id}#{k}") for q in candidates for k in range(samples)]
+    outputs = pipeline.run(copies)
+    spread = {}
+    for i, q in enumerate(candidates):
+        scores = [f1_score(o.prediction, q.answers, q.lang) for o in outputs[i * samples : (i + 1) * samples]]
+        spread[q.id] = max(scores) - min(scores)
+    return sorted(candidates, key=lambda q: -spread[q.id]), spread
+
+
 def quick_train(config: Config, out: Path, retriever: Any, bench: Any, console: Any) -> QuickTraining:
     """Warm-start, then two GRPO steps on questions with signal, into ``out/sft`` and ``out/grpo``."""
     from crosearch.rl.sft import run_sft
@@ -106,36 +136,43 @@ def quick_train(config: Config, out: Path, retriever: Any, bench: Any, console: 
         )
         run_sft(sft_cfg, resume=sft_dir.exists())
 
-    k = mono.crosslingual.k or mono.retrieval.k
     steps = QUICK_GRPO["max_steps"]
+    result = QuickTraining(sft_dir=sft_dir, grpo_dir=grpo_dir, questions=[])
+    if (grpo_dir / "final").exists():
+        return result
+    k = mono.crosslingual.k or mono.retrieval.k
     languages = mono.train.languages
     candidates = [q for q in bench.train if languages is None or q.lang in languages]
-    chosen = questions_with_signal(candidates, retriever, steps, k=k, seed=mono.train.seed)
-    result = QuickTraining(sft_dir=sft_dir, grpo_dir=grpo_dir, questions=chosen)
+    covered = questions_with_signal(candidates, retriever, SAMPLED_CANDIDATES, k=k, seed=mono.train.seed)
+    warm = _with(_with(mono, "model", {"adapter": str(sft_dir / "final")}), "agent", {"temperature": 0.8})
+    ranked, spread = rank_by_sampled_spread(covered, warm, retriever)
+    console.print(
+        f"F1 spread of {SAMPLES} sampled answers per candidate (warm-started policy): "
+        + ", ".join(f"{q.lang} {spread[q.id]:.2f}" for q in covered),
+        highlight=False,
+    )
+    result.questions = ranked[:steps]
     grpo_cfg = _with(
-        mono,
+        warm,
         "train",
         {
             **QUICK_GRPO,
             "benchmark": benchmark,
             "output_dir": str(grpo_dir),
-            "question_ids": [q.id for q in chosen] or None,
+            "question_ids": [q.id for q in result.questions] or None,
         },
     )
-    grpo_cfg = _with(grpo_cfg, "model", {"adapter": str(sft_dir / "final")})
-    grpo_cfg = _with(grpo_cfg, "agent", {"temperature": 0.8})
-    if not (grpo_dir / "final").exists():
-        for q in chosen:
-            console.print(f"GRPO question [{q.lang}] {q.question}  (gold: {q.answers[0]})", markup=False)
-        console.print(
-            f"GRPO: {steps} steps of {QUICK_GRPO['num_generations']} rollouts through TRL, the rollout engine as "
-            "rollout_func; reward exact match + 0.5 F1 + 0.1 format"
-        )
-        summary = run_train(grpo_cfg, resume=grpo_dir.exists(), keep_batches=True)
-        summary.pop("trainer", None)
-        result.advantages = [
-            [round(float(a), 3) for a in batch["advantages"].reshape(-1).tolist()]
-            for batch in summary.get("kept_batches", [])
-            if "advantages" in batch
-        ]
+    for q in result.questions:
+        console.print(f"GRPO question [{q.lang}] {q.question}  (gold: {q.answers[0]})", markup=False)
+    console.print(
+        f"GRPO: {steps} steps of {QUICK_GRPO['num_generations']} rollouts through TRL, the rollout engine as "
+        "rollout_func; reward exact match + 0.5 F1 + 0.1 format"
+    )
+    summary = run_train(grpo_cfg, resume=grpo_dir.exists(), keep_batches=True)
+    summary.pop("trainer", None)
+    result.advantages = [
+        [round(float(a), 3) for a in batch["advantages"].reshape(-1).tolist()]
+        for batch in summary.get("kept_batches", [])
+        if "advantages" in batch
+    ]
     return result
