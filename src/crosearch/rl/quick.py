@@ -151,7 +151,8 @@ def quick_train(config: Config, out: Path, retriever: Any, bench: Any, console: 
         + ", ".join(f"{q.lang} {spread[q.id]:.2f}" for q in covered),
         highlight=False,
     )
-    result.questions = ranked[:steps]
+    # Only questions whose sampled answers differ; when fewer than the steps, GRPO draws them again.
+    result.questions = [q for q in ranked if spread[q.id] > 0][:steps] or ranked[:steps]
     grpo_cfg = _with(
         warm,
         "train",
