@@ -157,7 +157,9 @@ class ModelConfig(Section):
     cache_dir: str | None = Field(
         None, description="where the de-quantised bundled model is cached (None = user cache dir)"
     )
-    adapter: str | None = Field(None, description="a PEFT adapter directory to load on top")
+    adapter: str | None = Field(
+        None, description="a PEFT adapter directory to load on top, or bundled:<name> for one shipped in the package"
+    )
 
 
 #: A Host header value to accept: a name, an IPv4/IPv6 address (brackets optional) or '*'.
@@ -363,6 +365,9 @@ class TrainConfig(Section):
     output_dir: str = Field("runs/grpo", description="checkpoints, final model, summary.json, TensorBoard logs")
     languages: list[str] | None = Field(None, description="question languages to train on (None = all)")
     max_questions: int | None = Field(None, ge=1, description="use only the first N (shuffled by seed) training rows")
+    question_ids: list[str] | None = Field(
+        None, description="train on these training questions only (benchmark ids; None = all of train.languages)"
+    )
     num_generations: int = Field(4, ge=2, description="rollouts per GRPO group")
     questions_per_step: int = Field(2, ge=1, description="GRPO groups per optimizer step")
     micro_batch_size: int | None = Field(

@@ -9,7 +9,8 @@ Specs (``ModelConfig.name`` or a plain string):
   (seeded) weights, so tests and CI exercise the real architecture and vocabulary in seconds.
 - anything else: a Hugging Face model id or a local directory (``AutoModelForCausalLM``).
 
-``ModelConfig.adapter`` puts a PEFT adapter on top of any of them.
+``ModelConfig.adapter`` puts a PEFT adapter on top of any of them: a directory, or ``bundled:<name>`` for one
+shipped in the package (:mod:`crosearch.adapters`).
 
 Caches live under ``ModelConfig.cache_dir``, else ``$CROSEARCH_CACHE``, else the user cache directory
 (``platformdirs.user_cache_dir("crosearch")``), in ``models/``. Each cache is built in a temporary
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crosearch.adapters import resolve_adapter
 from crosearch.config import ModelConfig
 from crosearch.errors import ConfigError, CrosearchError, DataFormatError
 from crosearch.io import atomic_dir, read_json, remove_stale_temp_dirs
@@ -452,7 +454,8 @@ def load_policy(
     started = time.perf_counter()
     config = _as_config(spec)
     name = config.name
-    adapter = adapter if adapter is not None else config.adapter
+    # ``bundled:<name>`` becomes the shipped adapter's directory, its checksums verified.
+    adapter = resolve_adapter(adapter if adapter is not None else config.adapter)
     cache_dir = cache_dir if cache_dir is not None else config.cache_dir
     torch_device = resolve_device(device or config.device)
     torch_dtype = resolve_dtype(dtype or config.dtype, torch_device)

@@ -48,11 +48,33 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show library warnings, their progress bars and TRL's logged metrics on the terminal "
+        "(by default they go to crosearch.log in the output directory).",
+    ),
 ) -> None:
     """Multilingual search-augmented reasoning trained with GRPO (CroSearch-R1)."""
+    from crosearch import console
+
+    routing = console.route(verbose=verbose, command=ctx.invoked_subcommand or "")
+
+    def close() -> None:
+        warnings = routing.handler.warnings
+        console.finish()
+        if warnings and not verbose:
+            err_console.print(
+                f"[dim]{warnings} library message(s) in {console.log_path()} (--verbose shows them here)[/]",
+                highlight=False,
+            )
+
+    ctx.call_on_close(close)
 
 
 app.add_typer(data.app, name="data")
@@ -80,3 +102,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: the traceback goes to the log, a pointer to the terminal
+        from crosearch import console
+
+        path = console.record_crash(exc)
+        if console.shows_tracebacks():
+            raise
+        err_console.print(
+            f"[bold red]crashed:[/] {type(exc).__name__}: {exc}\nthe traceback is in {path} "
+            "(please include it when reporting the problem)",
+            highlight=False,
+        )
+        sys.exit(1)

@@ -60,6 +60,7 @@ def eval_qa(
     """Answer a benchmark split with one pipeline; write predictions.jsonl (resumable) and metrics.json."""
     from rich.console import Console
 
+    from crosearch.console import LOG_NAME, log_to
     from crosearch.eval.qa import QARun, metrics_table, run_qa_eval
 
     extra = list(overrides or [])
@@ -77,6 +78,7 @@ def eval_qa(
         per_lang=cfg.eval.per_lang,
         langs=lang_list,
     )
+    log_to(run.out_dir / LOG_NAME)
     console = Console(stderr=True)
     metrics = run_qa_eval(run, cfg, progress=not quiet, console=console)
     adapter_note = f", {cfg.model.adapter}" if cfg.model.adapter else ""

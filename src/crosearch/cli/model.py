@@ -95,3 +95,29 @@ def convert(
         console.print(f"[green]converted[/] the bundled model in {elapsed:.0f} s: {path}")
     else:
         console.print(f"[green]already cached[/]: {path}")
+
+
+@app.command("ship-adapter")
+def ship_adapter(
+    source: Annotated[Path, typer.Argument(help="A trained PEFT adapter directory (e.g. runs/grpo/final).")],
+    name: Annotated[str, typer.Argument(help="The name it is loaded by: --set model.adapter=bundled:NAME.")],
+    card: Annotated[
+        Path,
+        typer.Option(
+            "--card", help="YAML/JSON with the model card's fields: data, recipe, steps, seed, commit, metrics."
+        ),
+    ],
+    into: Annotated[
+        Path | None,
+        unshown("--into", help="Directory of bundled adapters to write into (default: the package's own)."),
+    ] = None,
+) -> None:
+    """Ship a trained adapter in the package: bf16 weights, a model card and SHA-256 checksums checked at load."""
+    from crosearch.adapters import PREFIX, load_card
+    from crosearch.adapters import ship_adapter as ship
+    from crosearch.io import describe_files
+
+    target = ship(source, name, load_card(card), root=into)
+    files = describe_files(target)
+    size = sum(info["size"] for info in files.values())
+    console.print(f"[green]shipped[/] {target} ({size / 1e6:.1f} MB); load it with --set model.adapter={PREFIX}{name}")

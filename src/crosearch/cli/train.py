@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,9 +45,12 @@ def sft(
     ] = False,
 ) -> None:
     """Warm start: supervised training on protocol trajectories built from the train split (LoRA by default)."""
+    from crosearch.console import LOG_NAME, log_to
     from crosearch.rl.sft import run_sft
 
-    summary = run_sft(resolve_config(config, overrides), resume=resume, trajectories_only=trajectories_only)
+    cfg = resolve_config(config, overrides)
+    log_to(Path(cfg.sft.output_dir) / LOG_NAME)
+    summary = run_sft(cfg, resume=resume, trajectories_only=trajectories_only)
     if trajectories_only:
         return
     _print_summary(summary, ("trajectories", "answer_in_evidence", "steps", "train_loss", "train_seconds", "output"))
@@ -54,9 +58,12 @@ def sft(
 
 def train(config: ConfigOption = None, overrides: SetOption = None, resume: ResumeOption = False) -> None:
     """GRPO training with TRL's GRPOTrainer and the crosearch rollout engine (multi-turn search, masked evidence)."""
+    from crosearch.console import LOG_NAME, log_to
     from crosearch.rl.train import run_train
 
-    summary = run_train(resolve_config(config, overrides), resume=resume)
+    cfg = resolve_config(config, overrides)
+    log_to(Path(cfg.train.output_dir) / LOG_NAME)
+    summary = run_train(cfg, resume=resume)
     _print_summary(summary, ("steps", "train_loss", "seconds", "peak_rss_gb", "resumed_from", "output"))
 
 

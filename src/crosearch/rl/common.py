@@ -42,9 +42,22 @@ def ensure_retriever(config: Config, bench: Any) -> Any:
 
 
 def select_questions(
-    questions: list[QAExample], languages: list[str] | None, limit: int | None, seed: int
+    questions: list[QAExample],
+    languages: list[str] | None,
+    limit: int | None,
+    seed: int,
+    ids: list[str] | None = None,
 ) -> list[QAExample]:
-    """Questions of the wanted languages, shuffled by ``seed`` and cut to ``limit``."""
+    """Questions of the wanted languages (and ``ids``, when given), shuffled by ``seed`` and cut to ``limit``."""
+    if ids is not None:
+        known = {q.id for q in questions}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise CrosearchError(
+                f"train.question_ids: not training questions of the benchmark: {', '.join(unknown[:5])}"
+            )
+        wanted = set(ids)
+        questions = [q for q in questions if q.id in wanted]
     chosen = [q for q in questions if languages is None or q.lang in languages]
     if not chosen:
         have = sorted({q.lang for q in questions})

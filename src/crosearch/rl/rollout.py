@@ -172,7 +172,7 @@ def training_rows(config: Config, train: Sequence[QAExample]) -> list[TrainRow]:
     from crosearch.rl.common import select_questions
 
     t = config.train
-    questions = select_questions(list(train), t.languages, t.max_questions, t.seed)
+    questions = select_questions(list(train), t.languages, t.max_questions, t.seed, t.question_ids)
     pool = [q for q in train if t.languages is None or q.lang in t.languages]
     return build_rows(
         questions,

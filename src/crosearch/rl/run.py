@@ -87,7 +87,13 @@ def resume_checkpoint(ctx: RunContext) -> Path | None:
 
 
 def train_resumable(ctx: RunContext, trainer: Any) -> TrainOutcome:
-    """Run ``trainer.train``, from the latest complete checkpoint when the run resumes."""
+    """Run ``trainer.train``, from the latest complete checkpoint when the run resumes.
+
+    The terminal shows one line per logged step (:mod:`crosearch.rl.step_line`), not the trainer's dictionaries.
+    """
+    from crosearch.rl.step_line import attach_step_line
+
+    attach_step_line(trainer, console)
     checkpoint = resume_checkpoint(ctx)
     started = time.perf_counter()
     try:

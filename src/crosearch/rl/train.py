@@ -262,11 +262,12 @@ def _adapter_identity(adapter: str | None) -> dict[str, Any] | None:
 
 def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
     """The policy to train and the PEFT config TRL should apply (None when the model is already a PeftModel)."""
+    from crosearch.adapters import resolve_adapter
     from crosearch.models import load_policy
     from crosearch.rl.common import lora_config
 
     t = config.train
-    adapter = config.model.adapter
+    adapter = resolve_adapter(config.model.adapter)
     policy = load_policy(config.model.model_copy(update={"adapter": None}))
     model: Any = policy.model
     tokenizer = policy.tokenizer
