@@ -155,15 +155,17 @@ def _quiet_library(logger_name: str, undo: list[Callable[[], object]]) -> Callab
         if configure is not None and logger_name == "transformers":
             configure()  # now, so that its lazy first call later does not add the handler back
         logger = logging.getLogger(logger_name)
-        removed = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        removed = [(i, h) for i, h in enumerate(logger.handlers) if type(h) is logging.StreamHandler]
         propagate = logger.propagate
-        for handler in removed:
+        for _, handler in removed:
             logger.removeHandler(handler)
         logger.propagate = True
 
         def restore() -> None:
-            for handler in removed:
-                logger.addHandler(handler)
+            # Back in their places: handlers others added meanwhile (a test's capture) keep theirs.
+            for position, handler in removed:
+                if handler not in logger.handlers:
+                    logger.handlers.insert(min(position, len(logger.handlers)), handler)
             logger.propagate = propagate
 
         undo.append(restore)

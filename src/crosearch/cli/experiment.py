@@ -23,10 +23,12 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 def _runner(config: Path, *, quiet: bool = False, extra: Any = None) -> Any:
     from rich.console import Console
 
+    from crosearch.console import LOG_NAME, log_to
     from crosearch.experiment.recipe import load_recipe
     from crosearch.experiment.runner import Runner
 
     resolved = load_recipe(config)
+    log_to(Path(resolved.recipe.work_dir) / LOG_NAME)  # the stages' library output, beside their runs
     stages = extra(resolved) if extra else ()
     return Runner(resolved, extra=stages, console=Console(stderr=True), progress=not quiet)
 
