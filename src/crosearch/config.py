@@ -7,6 +7,7 @@ keys (or values) that are allowed, instead of being silently ignored.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -614,6 +615,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         node[path[-1]] = value
     return raw
+
+
+def as_overrides(updates: dict[str, Any]) -> list[str]:
+    """Dotted keys and their values as ``--set`` overrides (JSON is YAML, so every value survives)."""
+    return [f"{key}={json.dumps(value)}" for key, value in updates.items()]
+
+
+def with_updates(config: Config, updates: dict[str, Any]) -> Config:
+    """``config`` with dotted keys (``model.adapter``) set to the given values, validated again."""
+    return Config.model_validate(apply_overrides(config.model_dump(mode="json"), as_overrides(updates)))
 
 
 def read_yaml_mapping(path: str | Path, *, what: str = "sections") -> dict[str, Any]:

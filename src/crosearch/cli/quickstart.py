@@ -136,7 +136,9 @@ def _policies(cfg) -> list[tuple[str, str | None]]:
 
 
 def _with_adapter(cfg, adapter: str | None):
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"adapter": adapter})})
+    from crosearch.config import with_updates
+
+    return with_updates(cfg, {"model.adapter": adapter})
 
 
 def _script_questions(bench, targets: list[str] | None) -> list:

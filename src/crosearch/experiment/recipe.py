@@ -10,13 +10,12 @@ arm: the arms differ only in what the comparison is about.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crosearch.config import Config, apply_overrides, read_yaml_mapping, validate_config
+from crosearch.config import Config, apply_overrides, as_overrides, read_yaml_mapping, validate_config
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.names import check_name
 
@@ -246,7 +245,7 @@ class ResolvedRecipe:
         source = f"{self.path}" + (f", arm '{arm}'" if arm else ", base")
         for label, overrides in layers:
             try:
-                apply_overrides(raw, [f"{key}={json.dumps(value)}" for key, value in overrides.items()])
+                apply_overrides(raw, as_overrides(overrides))
             except ConfigError as exc:
                 raise ConfigError(f"{self.path}, {label}: {exc}") from None
         return validate_config(raw, source)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crosearch.config import Config
+from crosearch.config import Config, with_updates
 from crosearch.types import QAExample, SearchQuery
 
 # A few steps of each stage: enough to exercise every part, small enough for a CPU demo.
@@ -61,9 +61,7 @@ class QuickTraining:
 
 
 def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
-    raw = config.model_dump(mode="json")
-    raw[section] = {**raw[section], **{k: v for k, v in values.items() if v is not None}}
-    return Config.model_validate(raw)
+    return with_updates(config, {f"{section}.{k}": v for k, v in values.items() if v is not None})
 
 
 def questions_with_signal(
