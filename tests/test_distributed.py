@@ -19,7 +19,10 @@ import yaml
 from training_data import write_en_de_benchmark_and_index
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_RECIPES = sorted((ROOT / "configs").glob("*-gpu.yaml"))
+#: Plain GPU recipes; an experiment recipe (arms over a base) is run below through its arms' configurations.
+GPU_RECIPES = sorted(p for p in (ROOT / "configs").glob("*-gpu.yaml") if not p.name.startswith("experiment-"))
+#: The GPU experiment's arms whose rollout groups differ from a plain recipe's.
+GPU_EXPERIMENT_ARMS = ["crosearch-r1", "crosearch-r1-search-langs"]
 
 pytestmark = pytest.mark.distributed
 
@@ -124,6 +127,21 @@ def test_ddp_on_two_cpu_processes_runs_two_grpo_steps(workdir):
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=[p.stem for p in GPU_RECIPES])
 def test_gpu_recipe_runs_one_step_on_cpu(workdir, recipe):
+    _run_one_step_on_cpu(workdir, recipe, recipe.stem)
+
+
+@pytest.mark.parametrize("arm", GPU_EXPERIMENT_ARMS)
+def test_gpu_experiment_arm_runs_one_step_on_cpu(workdir, arm):
+    from crosearch.config import dump_config
+    from crosearch.experiment.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "configs" / "experiment-gpu.yaml")
+    path = workdir / f"experiment-gpu-{arm}.yaml"
+    path.write_text(dump_config(recipe.config(arm=arm)))
+    _run_one_step_on_cpu(workdir, path, path.stem)
+
+
+def _run_one_step_on_cpu(workdir: Path, recipe: Path, out: str) -> None:
     from crosearch.config import load_config
 
     config = load_config(recipe)
@@ -137,8 +155,8 @@ def test_gpu_recipe_runs_one_step_on_cpu(workdir, recipe):
         "train",
         "--config",
         str(recipe),
-        *_on_cpu(workdir, recipe.stem, **{"train.max_steps": 1, "train.group_languages": groups}),
+        *_on_cpu(workdir, out, **{"train.max_steps": 1, "train.group_languages": groups}),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1800, cwd=workdir)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert _trained_steps(workdir / recipe.stem) == 1
+    assert _trained_steps(workdir / out) == 1
