@@ -181,7 +181,7 @@ def test_the_shipped_experiment_recipes_are_valid(name):
     # One GRPO run per arm and seed: the extra seeds only for the two arms the target compares.
     assert set(resolved.recipe.extra_seeds) == {"search-r1", "crosearch-r1"}
     extra = sum(len(seeds) for seeds in resolved.recipe.extra_seeds.values())
-    assert len([s for s in stages if s.kind == "train"]) == 5 + extra
+    assert len([s for s in stages if s.kind == "train" and s.variant is None]) == 5 + extra
     for arm in resolved.recipe.arms:
         train = resolved.config(arm=arm).train
         assert (train.max_steps, train.questions_per_step, train.num_generations) == (
@@ -214,6 +214,93 @@ def test_each_arm_is_evaluated_right_after_its_training(tmp_path):
     report = stages[-1]
     assert {p.title for p in report.parts} == {"gap", "no-native", "full"}
     assert all(p.evals[0].endswith("/search-r1") for p in report.parts)  # the baseline arm first
+
+
+TUNING = {
+    "arm": "search-r1",
+    "max_steps": 1,
+    "per_lang": 2,
+    "variants": {"t1": {}, "hot": {"agent.temperature": 1.5, "train.learning_rate": 5.0e-3}},
+}
+
+
+def _tuned_recipe(root: Path, **tuning) -> dict:
+    recipe = _recipe(root, tuning={**TUNING, **tuning})
+    recipe["base"]["data"]["validation_fraction"] = 0.5
+    return recipe
+
+
+def test_tuning_runs_come_before_the_arms_and_report_against_the_warm_start(tmp_path):
+    resolved = load_recipe(_write(tmp_path, _tuned_recipe(tmp_path)))
+    stages = plan_experiment(resolved)
+    names = [s.name for s in stages]
+    tuning = [n for n in names if n.startswith("tune/")]
+    assert tuning == [
+        "tune/eval/warm-start",
+        "tune/train/t1",
+        "tune/eval/t1",
+        "tune/train/hot",
+        "tune/eval/hot",
+        "tune/report",
+    ]
+    assert names.index("warm-start") < names.index("tune/eval/warm-start")
+    assert names.index("tune/report") < names.index("train/search-r1")
+    by_name = {s.name: s for s in stages}
+    assert all(by_name[n].split == "validation" and by_name[n].per_lang == 2 for n in tuning if "/eval/" in n)
+    assert by_name["tune/eval/hot"].adapter_from == "tune/train/hot"
+    (part,) = by_name["tune/report"].parts
+    assert part.baseline == "tune/eval/warm-start" and len(part.evals) == 3
+    # The main report neither tables nor draws the tuning runs.
+    main = by_name["report"]
+    assert not any(e.startswith("tune/") for p in main.parts for e in p.evals)
+    assert main.curves == ("train/search-r1", "train/crosearch-r1")
+    # A variant's keys sit on top of the budget and the arm; the tuning fixes the step count; evaluation stays greedy.
+    hot = resolved.config(arm="search-r1", variant="hot", evaluation=True)
+    assert (hot.train.learning_rate, hot.train.max_steps, hot.eval.temperature) == (5.0e-3, 1, 0.0)
+    assert hot.crosslingual.strategy == "mono"
+    assert resolved.config(arm="search-r1", variant="hot").agent.temperature == 1.5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arm": "nope"}, r"tuning\.arm 'nope' is not an arm"),
+        ({"variants": {"long": {"sft.max_steps": 5}}}, r"tuning variant 'long': 'sft\.max_steps' cannot be tuned here"),
+        ({"variants": {"x": {"train.seed": 3}}}, r"tuning variant 'x': 'train\.seed' is set by the experiment runner"),
+        ({"variants": {"x": {"train.loss": 3}}}, r"variant 'x'\):\n  unknown key 'train\.loss'"),
+    ],
+)
+def test_a_bad_tuning_section_names_the_variant_and_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, _tuned_recipe(tmp_path, **change)))
+
+
+def test_tuning_needs_a_validation_split(tmp_path):
+    recipe = _recipe(tmp_path, tuning=TUNING)
+    message = r"tuning: the variants are compared on the validation split.*validation_fraction"
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, recipe))
+
+
+def test_tuning_runs_train_and_evaluate_on_validation_questions_only(tmp_path):
+    from crosearch.experiment.runner import Runner
+
+    path = _write(tmp_path, _tuned_recipe(tmp_path, variants={"hot": TUNING["variants"]["hot"]}))
+    run = Runner(load_recipe(path), progress=False)
+    ran = run.run(["warm-start", "tune"])
+    assert ran[-4:] == ["tune/eval/warm-start", "tune/train/hot", "tune/eval/hot", "tune/report"]
+    results = tmp_path / "results"
+    validation = {
+        json.loads(line)["id"]
+        for line in (tmp_path / "work" / "benchmark" / "gap" / "validation.jsonl").read_text().splitlines()
+    }
+    for label in ("warm-start", "hot"):
+        rows = [json.loads(line) for line in (results / "tune" / "eval" / label / "predictions.jsonl").open()]
+        assert len(rows) == 4 and {r["id"] for r in rows} <= validation  # 2 per language, never a test question
+    summary = json.loads((results / "tune" / "train" / "hot" / "summary.json").read_text())
+    assert summary["steps"] == 1
+    report = (results / "tune" / "report" / "report.md").read_text()
+    assert "## validation (tuning)" in report and "| F1: run - warm-start | hot |" in report
 
 
 def test_dry_run_prints_the_plan_and_its_budget(tmp_path):

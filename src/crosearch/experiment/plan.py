@@ -2,9 +2,11 @@
 
 A stage's name is also where it writes: ``work_dir/<name>`` for its bulky outputs and
 ``results_dir/<name>`` for its committable result. The order puts what the main comparison
-needs first: data, the warm start and its evaluations, then each arm's GRPO run followed at once
-by that arm's evaluations (a trained adapter is evaluated before anything else can lose it), then
-the untrained baselines, the extra seeds, and the report.
+needs first: data, the warm start, the tuning runs (variants of the shared recipe compared on
+the validation split, when the recipe has a ``tuning`` section), the warm start's evaluations,
+then each arm's GRPO run followed at once by that arm's evaluations (a trained adapter is
+evaluated before anything else can lose it), then the untrained baselines, the extra seeds, and
+the report.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ class Stage:
     benchmark: str | None = None  # the benchmark stage it reads
     index: str | None = None  # the index stage it searches
     arm: str | None = None  # train / eval of a trained arm: whose overrides apply
+    variant: str | None = None  # train / eval of a tuning run: the variant's overrides apply on top of the arm's
     seed: int | None = None  # train: the training seed
     pipeline: str | None = None  # eval: the `crosearch eval qa` pipeline
     strategy: str | None = None  # eval of the warm start: the integration strategy
     adapter_from: str | None = None  # the stage whose final adapter the policy loads
     split: str = "test"
+    per_lang: int | None = None  # eval: questions per language, when not evaluation.per_lang
     langs: tuple[str, ...] | None = None  # eval: question languages (None = every language of the benchmark)
     parts: tuple[ReportPart, ...] = field(default_factory=tuple)  # report: its tables
     curves: tuple[str, ...] = ()  # report: train stages whose curves are overlaid
@@ -95,6 +99,10 @@ def plan_experiment(resolved: ResolvedRecipe) -> list[Stage]:
             index=train_data[1],
         )
     )
+
+    if recipe.tuning is not None:
+        # Tuned first: its report is what the budget the arms share is chosen from.
+        stages += tuning_stages(resolved, train_data)
 
     def evaluation(setting: str, label: str, **kw: str | None) -> Stage:
         adapter = kw.get("adapter_from")
@@ -162,6 +170,58 @@ def plan_experiment(resolved: ResolvedRecipe) -> list[Stage]:
     return stages
 
 
+TUNING = "tune"
+
+
+def tuning_stages(resolved: ResolvedRecipe, train_data: tuple[str, str]) -> list[Stage]:
+    """The tuning runs: each variant trained briefly from the warm start, then every variant and the warm start
+    itself evaluated on the same validation questions, and a report of each variant's rise over the warm start."""
+    tuning = resolved.recipe.tuning
+    assert tuning is not None
+    est = resolved.recipe.estimates
+    benchmark, index = train_data
+    base = resolved.config(arm=tuning.arm, evaluation=True)
+    eval_seconds = tuning.per_lang * _languages(base, None) * est.eval_question
+
+    def validation(label: str, adapter: str, variant: str | None) -> Stage:
+        return Stage(
+            f"{TUNING}/eval/{label}",
+            "eval",
+            (benchmark, index, adapter),
+            eval_seconds,
+            benchmark=benchmark,
+            index=index,
+            arm=tuning.arm,
+            variant=variant,
+            pipeline="search-agent",
+            adapter_from=adapter,
+            split="validation",
+            per_lang=tuning.per_lang,
+        )
+
+    stages = [validation(WARM_START, WARM_START, None)]
+    for variant in tuning.variants:
+        t = resolved.config(arm=tuning.arm, variant=variant).train
+        train = Stage(
+            f"{TUNING}/train/{variant}",
+            "train",
+            (*train_data, WARM_START),
+            t.max_steps * t.questions_per_step * t.num_generations * est.grpo_rollout,
+            benchmark=benchmark,
+            index=index,
+            arm=tuning.arm,
+            variant=variant,
+            seed=resolved.recipe.seeds[0],
+            adapter_from=WARM_START,
+        )
+        stages += [train, validation(variant, train.name, variant)]
+    evals = tuple(s.name for s in stages if s.kind == "eval")
+    curves = tuple(s.name for s in stages if s.kind == "train")
+    part = ReportPart("validation (tuning)", evals, evals[0])
+    stages.append(Stage(f"{TUNING}/report", "report", estimate=30.0, parts=(part,), curves=curves))
+    return stages
+
+
 def report_stage(stages: list[Stage], baseline_label: str, name: str) -> Stage:
     """The report over every evaluation of ``stages``: one part per setting, the baseline first."""
     parts = []
@@ -173,7 +233,7 @@ def report_stage(stages: list[Stage], baseline_label: str, name: str) -> Stage:
         base = next((s.name for s in evals if s.label == baseline_label), None)
         ordered = [s.name for s in evals if s.name == base] + [s.name for s in evals if s.name != base]
         parts.append(ReportPart(setting, tuple(ordered), base))
-    curves = tuple(s.name for s in stages if s.kind == "train")
+    curves = tuple(s.name for s in stages if s.kind == "train" and s.variant is None)
     return Stage(name, "report", estimate=30.0, parts=tuple(parts), curves=curves)
 
 

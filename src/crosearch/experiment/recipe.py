@@ -99,6 +99,34 @@ class ReportPlan(_Strict):
     )
 
 
+class TuningPlan(_Strict):
+    """Short GRPO runs of the shared recipe's variants, compared on the validation split before the arms run.
+
+    Each variant is a mapping of dotted overrides on top of the budget and the tuned arm (sampling
+    temperature, group size and questions per step, TRL's loss type, the reward mix, the learning
+    rate). It trains ``max_steps`` steps from the shared warm start and is evaluated greedily on
+    ``per_lang`` validation questions per language, next to the warm start on the same questions;
+    the tuning report gives each variant's paired difference from the warm start (its rise). The
+    recipe's author then writes the chosen variant into the budget: the pick is a decision on the
+    record, not a side effect of a run.
+    """
+
+    arm: str = Field(description="the arm whose configuration is tuned (the baseline arm tunes in its favour)")
+    max_steps: int = Field(10, ge=1, description="GRPO steps of each variant's run")
+    per_lang: int = Field(10, ge=1, description="validation questions per language")
+    variants: dict[str, dict[str, Any]] = Field(min_length=1, description="variant name -> dotted overrides")
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, variants: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, overrides in variants.items():
+            _checked_name(name, "tuning variant name")
+            if not isinstance(overrides, dict):
+                kind = type(overrides).__name__
+                raise ValueError(f"variant '{name}' must be a mapping of dotted overrides, got {kind}")
+        return variants
+
+
 class Estimates(_Strict):
     """Seconds per unit of work, for the planned budget (``--dry-run``); measured on the 2-core machine.
 
@@ -149,6 +177,7 @@ class Recipe(_Strict):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> dotted overrides of the base")
     evaluation: EvaluationPlan = EvaluationPlan()
     report: ReportPlan = ReportPlan()
+    tuning: TuningPlan | None = Field(None, description="variants of the shared recipe tried on validation first")
     estimates: Estimates = Estimates()
 
     @field_validator("name")
@@ -172,6 +201,8 @@ class Recipe(_Strict):
                 raise ValueError(f"extra_seeds names '{arm}', which is not an arm ({', '.join(self.arms)})")
         if self.report.baseline not in self.arms:
             raise ValueError(f"report.baseline '{self.report.baseline}' is not an arm ({', '.join(self.arms)})")
+        if self.tuning is not None and self.tuning.arm not in self.arms:
+            raise ValueError(f"tuning.arm '{self.tuning.arm}' is not an arm ({', '.join(self.arms)})")
         return self
 
 
@@ -229,20 +260,52 @@ class ResolvedRecipe:
                     )
             self.config(arm=arm, evaluation=True)
         self.config(evaluation=True)
+        self._check_tuning()
+
+    def _check_tuning(self) -> None:
+        tuning = self.recipe.tuning
+        if tuning is None:
+            return
+        if not self.config().data.validation_fraction:
+            raise ConfigError(
+                f"{self.path}, tuning: the variants are compared on the validation split, and the base has "
+                "none: set data.validation_fraction (whole train articles become validation questions)"
+            )
+        for variant, overrides in tuning.variants.items():
+            where = f"{self.path}, tuning variant '{variant}'"
+            for key in overrides:
+                _refuse(key, RUNNER_KEYS, where)
+                section = key.split(".", 1)[0]
+                if section in SHARED_SECTIONS:
+                    raise ConfigError(f"{where}: '{key}' cannot be tuned here ({SHARED_SECTIONS[section]})")
+            self.config(arm=tuning.arm, variant=variant, evaluation=True)
 
     def config(
-        self, *, arm: str | None = None, evaluation: bool = False, stage: dict[str, Any] | None = None
+        self,
+        *,
+        arm: str | None = None,
+        variant: str | None = None,
+        evaluation: bool = False,
+        stage: dict[str, Any] | None = None,
     ) -> Config:
-        """The base, then the budget, the arm's overrides, the evaluation's (when ``evaluation``) and the
-        stage's own keys (``stage``: where it reads and writes), validated."""
+        """The base, then the budget, the arm's overrides, the tuning variant's (with the tuning's step
+        count), the evaluation's (when ``evaluation``) and the stage's own keys (``stage``: where it
+        reads and writes), validated."""
         raw = copy.deepcopy(self.base)
         layers: list[tuple[str, dict[str, Any]]] = [("budget", self.recipe.budget)]
         if arm is not None:
             layers.append((f"arm '{arm}'", self.recipe.arms[arm]))
+        if variant is not None:
+            tuning = self.recipe.tuning
+            assert tuning is not None
+            layers.append(
+                (f"tuning variant '{variant}'", {**tuning.variants[variant], "train.max_steps": tuning.max_steps})
+            )
         if evaluation:
             layers.append(("evaluation.overrides", self.recipe.evaluation.overrides))
         layers.append(("stage", stage or {}))
         source = f"{self.path}" + (f", arm '{arm}'" if arm else ", base")
+        source += f", variant '{variant}'" if variant else ""
         for label, overrides in layers:
             try:
                 apply_overrides(raw, as_overrides(overrides))

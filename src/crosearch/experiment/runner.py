@@ -335,6 +335,7 @@ class Runner:
             raise CrosearchError(f"{stage.name}: the warm start's adapter is missing; run `{stage.adapter_from}` first")
         config = self.resolved.config(
             arm=stage.arm,
+            variant=stage.variant,
             stage={
                 "train.benchmark": str(self.work_path(stage.benchmark)),
                 "train.output_dir": str(out),
@@ -384,12 +385,12 @@ class Runner:
         keys: dict[str, Any] = {
             **self._retrieval_keys(stage.index),
             "model.adapter": str(adapter) if adapter else None,
-            "eval.per_lang": ev.per_lang,
+            "eval.per_lang": stage.per_lang or ev.per_lang,
             "eval.seed": ev.seed,
         }
         if stage.strategy:
             keys["crosslingual.strategy"] = stage.strategy
-        config = self.resolved.config(arm=stage.arm, evaluation=True, stage=keys)
+        config = self.resolved.config(arm=stage.arm, variant=stage.variant, evaluation=True, stage=keys)
         out = self.work_path(stage.name)
         run = QARun(
             pipeline=stage.pipeline,
