@@ -149,6 +149,8 @@ def test_gpu_experiment_arm_runs_one_step_on_cpu(workdir, arm):
         settings = IndexSettings.from_config(config.retrieval)
         build_index(read_collection(bench), index, settings, progress=False, train_paragraphs=train_paragraphs(bench))
     extra = {"retrieval.index_dir": str(index), "retrieval.dense_device": "cpu"}
+    if config.train.group_mode == "search-langs":
+        extra["train.search_langs"] = ["self", "en"]  # the module's index holds en and de only
     _run_one_step_on_cpu(workdir, path, path.stem, **extra)
 
 

@@ -333,6 +333,46 @@ def test_status_tells_running_failed_and_left_stages_apart(tmp_path):
     assert run.state(run.by_name["warm-start"]) == "left"
 
 
+def test_a_stage_whose_recipe_changed_is_stale_and_runs_again_from_scratch(tmp_path):
+    from crosearch.experiment.runner import Runner
+
+    recipe = _recipe(tmp_path)
+    run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
+    assert run.run(["benchmark", "index"]) == ["benchmark/gap", "index/gap"]
+    names = ("benchmark/gap", "index/gap")
+    first = {s: json.loads((tmp_path / "results" / s / "stage.json").read_text()) for s in names}
+    assert all(len(m["fingerprint"]) == 16 for m in first.values())
+
+    # What the stages do not read leaves them current: an evaluation key, the report, the estimates.
+    recipe["evaluation"]["per_lang"] = 3
+    recipe["report"]["resamples"] = 300
+    recipe["base"]["eval"] = {"batch_size": 3}
+    recipe["base"]["retrieval"]["dense_agreement"] = 0.0  # a key set to its default: nothing changes
+    run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
+    assert [run.state(run.by_name[s]) for s in first] == ["done", "done"]
+    assert run.run(["benchmark", "index"]) == []
+
+    # A retrieval key is read by the index (and everything after it), not by the benchmark.
+    recipe["base"]["retrieval"]["k"] = 3
+    run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
+    states = {s.name: run.state(s) for s in run.stages}
+    assert states["benchmark/gap"] == "done" and states["index/gap"] == "stale"
+    shown = runner.invoke(app, ["experiment", "status", "--config", str(tmp_path / "experiment.yaml")])
+    assert re.search(r"index/gap\s+│ stale", shown.output), shown.output
+    (tmp_path / "work" / "index" / "gap" / "leftover").write_text("from the old recipe")
+    assert run.run(["index"]) == ["index/gap"]
+    again = json.loads((tmp_path / "results" / "index" / "gap" / "stage.json").read_text())
+    assert again["fingerprint"] != first["index/gap"]["fingerprint"]
+    assert not (tmp_path / "work" / "index" / "gap" / "leftover").exists()  # started from scratch
+    assert run.state(run.by_name["index/gap"]) == "done"
+
+    # A data key makes both stale; the stale benchmark is rebuilt first even when only the index is asked for.
+    recipe["base"]["data"]["window_stride"] = 3
+    run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
+    assert run.run(["index"]) == ["benchmark/gap", "index/gap"]
+    assert all(run.state(run.by_name[s]) == "done" for s in first)
+
+
 def test_generalisation_plans_the_trained_arms_and_never_trains_them_itself(tmp_path):
     path = _write(tmp_path, _recipe(tmp_path))
     source = Path(__file__).parent / "data" / "parallel"

@@ -41,7 +41,7 @@ def _table(runner: Any, stages: Any, title: str, *, estimates: bool) -> Any:
     table = Table(title=title)
     for column in ("stage", "state", "wall time" if not estimates else "wall time / estimate", "key number"):
         table.add_column(column)
-    colours = {"done": "green", "running": "cyan", "failed": "red", "left": "white"}
+    colours = {"done": "green", "running": "cyan", "failed": "red", "stale": "yellow", "left": "white"}
     for stage in stages:
         state = runner.state(stage)
         marker = runner.marker(stage) if state == "done" else None

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
+import hashlib
+import json
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -40,6 +43,16 @@ from crosearch.experiment.results import (
 from crosearch.io import atomic_dir, atomic_write_json, atomic_write_text, lock_holder, pid_lock, read_json
 
 STATE = ".state"
+# The configuration sections each kind of stage reads: a change elsewhere (say, an evaluation key)
+# leaves it current. Keys that only say where things are (paths, caches) are left out.
+_SECTIONS = {
+    "benchmark": ("data",),
+    "index": ("data", "retrieval"),
+    "warm-start": ("data", "retrieval", "model", "agent", "crosslingual", "metrics", "sft"),
+    "train": ("data", "retrieval", "model", "agent", "crosslingual", "metrics", "train"),
+    "eval": ("data", "retrieval", "model", "agent", "crosslingual", "metrics", "eval"),
+}
+_PLACES = frozenset({"benchmark", "output_dir", "index_dir", "dense_cache_dir", "adapter", "cache_dir", "cache_path"})
 
 
 def _now() -> str:
@@ -73,6 +86,7 @@ class Runner:
         self.stages = [*self.main_stages, *extra]
         self.by_name = {s.name: s for s in self.stages}
         self._policy: tuple[str, Any] | None = None
+        self._fingerprints: dict[str, str] = {}
         base = resolved.config()
         if not (base.sft.lora.enabled and base.train.lora.enabled):
             # Arms load the warm start as model.adapter, and kept results are adapters.
@@ -103,7 +117,46 @@ class Runner:
         if stage.kind == "report":
             # A report is stale once an evaluation or a training run it covers has finished again.
             return bool(marker.get("inputs") == self._report_inputs(stage))
-        return True
+        return not self.stale(stage)
+
+    def stale(self, stage: Stage) -> bool:
+        """Whether the stage finished under a recipe that resolves differently for it now."""
+        marker = self.marker(stage)
+        recorded = marker.get("fingerprint") if marker else None
+        return recorded is not None and recorded != self.fingerprint(stage)
+
+    def fingerprint(self, stage: Stage) -> str | None:
+        """A digest of what the stage's result depends on: the configuration sections it reads (paths
+        and default values left out), its own plan fields, and the fingerprints of the stages it reads from."""
+        if stage.kind not in _SECTIONS:
+            return None
+        cached = self._fingerprints.get(stage.name)
+        if cached is not None:
+            return cached
+        keys: dict[str, Any] = {}
+        if stage.kind == "benchmark":
+            keys["data.setting"] = stage.setting
+        # Only keys set away from their defaults: a new option whose default keeps today's behaviour
+        # leaves finished stages current.
+        config = self.resolved.config(
+            arm=stage.arm, variant=stage.variant, evaluation=stage.kind == "eval", stage=keys
+        ).model_dump(mode="json", exclude_defaults=True)
+        plan = {
+            name: getattr(stage, name)
+            for name in ("kind", "setting", "source", "split", "per_lang", "langs", "pipeline", "strategy", "seed")
+        }
+        if stage.kind == "eval":
+            ev = self.recipe.evaluation
+            plan["per_lang"] = stage.per_lang or ev.per_lang
+            plan["sample_seed"] = ev.seed
+        content = {
+            "config": {section: _without_places(config.get(section, {})) for section in _SECTIONS[stage.kind]},
+            "plan": plan,
+            "needs": {name: self.fingerprint(self.by_name[name]) for name in stage.needs if name in self.by_name},
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+        self._fingerprints[stage.name] = digest
+        return digest
 
     def adapter(self, name: str) -> Path | None:
         """The final adapter of a training stage: in the work directory, else the copy kept in the results."""
@@ -126,6 +179,8 @@ class Runner:
     def state(self, stage: Stage) -> str:
         if self.done(stage):
             return "done"
+        if stage.kind != "report" and self.stale(stage):
+            return "stale"
         holder = lock_holder(self.lock_path)
         current = self._read_state("current.json")
         if holder is not None and current is not None and current.get("stage") == stage.name:
@@ -195,7 +250,12 @@ class Runner:
         def walk(s: Stage) -> Iterator[Stage]:
             for name in s.needs:
                 need = self.by_name[name]
-                if name in seen or self.available(need):
+                if need.kind in ("warm-start", "train") and self.stale(need):
+                    raise CrosearchError(
+                        f"{stage.name} needs {name}, which ran under a recipe that has changed since: run it "
+                        f"again first (`crosearch experiment run --only {name}`)"
+                    )
+                if name in seen or (self.available(need) and not self.stale(need)):
                     continue
                 if need.kind in ("warm-start", "train") and not self.done(need):
                     # Hours of training are started by their own stage, never as a side effect.
@@ -213,6 +273,9 @@ class Runner:
         """Run one stage, then copy its results and write its marker (last, atomically)."""
         state = self.work / STATE
         failed = state / "failed" / f"{_slug(stage.name)}.json"
+        fingerprint = self.fingerprint(stage)
+        if fingerprint is not None:
+            self._start_clean(stage, fingerprint)
         started = _now()
         atomic_write_json(state / "current.json", {"stage": stage.name, "started": started})
         began = time.perf_counter()
@@ -234,6 +297,7 @@ class Runner:
             "wall_seconds": round(time.perf_counter() - began, 1),
             "load_average": load_average(),
             "key": key,
+            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
             **extra,
         }
         write_marker(self.result_path(stage.name), marker)
@@ -242,6 +306,20 @@ class Runner:
             f"[green]{stage.name}[/]: done in {format_seconds(marker['wall_seconds'])}; {format_key(key)}"
         )
         return marker
+
+    def _start_clean(self, stage: Stage, fingerprint: str) -> None:
+        """Outputs left by the stage under another recipe (a stale result, or a killed run whose recipe
+        changed since) are removed, so that nothing of them is resumed or copied; then the fingerprint it
+        runs under is recorded (beside the work directory: the commands refuse to write into a directory
+        they did not make). A killed run of the same recipe is kept and resumed."""
+        work, result = self.work_path(stage.name), self.result_path(stage.name)
+        recorded = self.work / STATE / "fingerprints" / _slug(stage.name)
+        earlier = recorded.read_text().strip() if recorded.is_file() else None
+        if self.stale(stage) or (earlier is not None and earlier != fingerprint):
+            self.console.print(f"[yellow]{stage.name}: the recipe changed since it ran; starting it again[/]")
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(result, ignore_errors=True)
+        atomic_write_text(recorded, fingerprint + "\n")
 
     # ------------------------------------------------------------------ stage kinds
 
@@ -487,6 +565,13 @@ class Runner:
             if not self.done(stage):
                 out[stage.kind] = out.get(stage.kind, 0.0) + stage.estimate
         return out
+
+
+def _without_places(value: Any) -> Any:
+    """A configuration section without the keys that only say where files are."""
+    if isinstance(value, dict):
+        return {k: _without_places(v) for k, v in value.items() if k not in _PLACES}
+    return value
 
 
 def format_seconds(seconds: Any) -> str:
