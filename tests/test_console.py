@@ -238,3 +238,23 @@ def test_step_line_shows_reward_components_searches_and_time_compactly():
     assert format_step(2, 8, {"loss": 1.92, "learning_rate": 1.7e-4}, seconds=7.4) == (
         "step 2/8 · loss 1.9200 · lr 0.00017 · 7.4 s/step"
     )
+
+
+def test_the_gguf_conversion_bar_stays_off_the_terminal_unless_verbose(capsys):
+    """transformers' GGUF loader calls tqdm directly; a fresh install converts the bundled model once."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    from crosearch import console
+    from crosearch.models import quiet_gguf_conversion
+
+    def convert() -> str:
+        with quiet_gguf_conversion():
+            list(gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."))
+        return capsys.readouterr().err
+
+    with console.routed(command="test"):
+        assert "Converting" not in convert()
+    original = gguf_utils.tqdm
+    with console.routed(verbose=True, command="test"):
+        assert "Converting" in convert()
+    assert gguf_utils.tqdm is original

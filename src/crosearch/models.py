@@ -23,6 +23,7 @@ torch and transformers are imported inside the functions: importing this module 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -266,11 +267,30 @@ def bundled_model_dir(cache_dir: str | Path | None = None, *, show_progress: boo
     )
 
 
+@contextlib.contextmanager
+def quiet_gguf_conversion() -> Iterator[None]:
+    """Without ``--verbose``, transformers' GGUF loader draws no progress bar: it calls tqdm directly, which
+    none of the libraries' switches reach, and our own status line already shows the conversion."""
+    from crosearch.console import is_verbose
+
+    if is_verbose():
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _convert_bundled(tmp: Path, tokenizer_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _assembled_gguf(tmp) as gguf:
+    with _assembled_gguf(tmp) as gguf, quiet_gguf_conversion():
         quantised = AutoModelForCausalLM.from_pretrained(str(tmp), gguf_file=gguf.name, dtype=torch.float32)
     # save_pretrained refuses a model that came through the GGUF quantizer: rebuild a plain model from its
     # config without the quantization entry and move the de-quantised weights over.
