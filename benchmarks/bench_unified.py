@@ -91,7 +91,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work", default="runs/bench-unified", help="indexes")
     ap.add_argument("--out", default=None, help="results file (default: unified.json, or unified-translated.json)")
     translated = ap.add_argument_group("translated")
-    translated.add_argument("--weights", nargs="+", type=float, default=[0.3, 1.0, 2.0], help="BM25 weights")
+    translated.add_argument(
+        "--weights", nargs="*", type=float, default=[0.3, 1.0, 2.0], help="BM25 weights (none: the baseline only)"
+    )
     translated.add_argument("--agreement", type=float, default=8.0, help="dense_agreement of every variant")
     translated.add_argument("--policy-sample", type=int, default=0, help="questions translated by the policy (0 = off)")
     translated.add_argument(
@@ -344,7 +346,7 @@ def translated(args) -> None:
         if args.policy_sample:
             sample = spread(test, args.policy_sample)
             policy, timing = policy_translations(sample, sorted({q.lang for q in bench.test}))
-            sampled = row.setdefault("policy_sample", {"questions": len(sample), "timing": timing})
+            sampled = row[f"policy-sample-{len(sample)}"] = {"questions": len(sample), "timing": timing}
             run(sampled, "dense", sample, 0.0)
             for w in args.policy_weights:
                 run(sampled, f"hybrid-{w:g}", sample, w)
@@ -359,9 +361,9 @@ def print_table(args) -> None:
     print("|---|---|---|---|---|---|---|---|")
     per_lang = []
     for setting, row in results["settings"].items():
-        # Variants are the entries with a scope; the policy sample's are nested one level down.
-        sample = row.get("policy_sample", {})
-        entries = [*row.items(), *((f"policy sample ({sample['questions']} q): {n}", r) for n, r in sample.items())]
+        # Variants are the entries with a scope; a policy sample's are nested one level down.
+        samples = [(key, sample) for key, sample in row.items() if key.startswith("policy-sample")]
+        entries = [*row.items(), *((f"{key}: {n}", r) for key, sample in samples for n, r in sample.items())]
         for name, res in entries:
             if not isinstance(res, dict) or not ({"mono", "all"} & set(res)):
                 continue
@@ -378,11 +380,12 @@ def print_table(args) -> None:
                 if scope == "all":
                     per_lang.append((setting, name, by))
     langs = sorted(lang for lang in per_lang[0][2] if lang != "avg") if per_lang else []
-    print()
-    print("| setting | variant | " + " | ".join(f"R@5 {lang}" for lang in langs) + " |")
-    print("|---|---|" + "---|" * len(langs))
-    for setting, name, by in per_lang:
-        print(f"| {setting} | {name} | " + " | ".join(f"{by[lang]['r5']:.3f}" for lang in langs) + " |")
+    for metric in ("r5", "r1"):
+        print()
+        print("| setting | variant | " + " | ".join(f"R@{metric[1:]} {lang}" for lang in langs) + " |")
+        print("|---|---|" + "---|" * len(langs))
+        for setting, name, by in per_lang:
+            print(f"| {setting} | {name} | " + " | ".join(f"{by[lang][metric]:.3f}" for lang in langs) + " |")
 
 
 def main() -> None:
