@@ -25,7 +25,8 @@ Two stages, so that the slow one can run in the background and be resumed:
 
     nice -n 10 python benchmarks/bench_unified.py encode --cache runs/emb-cache
     python benchmarks/bench_unified.py eval --cache runs/emb-cache --settings no-native full
-    python benchmarks/bench_unified.py translated --settings no-native gap --weights 0.3 1 2 --policy-sample 120
+    python benchmarks/bench_unified.py translated --settings no-native gap --weights 0.3 1 2 --policy-sample 64
+    python benchmarks/bench_unified.py table --out benchmarks/results/unified-translated.json
 """
 
 from __future__ import annotations
@@ -87,7 +88,13 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="extra hybrid weights to measure (hybrid-{centred,mapped}-NORM-W)",
     )
-    ap.add_argument("--hybrid-norms", nargs="+", default=["query"], choices=["list", "query"])
+    ap.add_argument(
+        "--hybrid-norms",
+        nargs="+",
+        default=["query"],
+        choices=["list", "query"],
+        help="hybrid_norm values (eval: of the extra weights; translated: of every weight)",
+    )
     ap.add_argument("--work", default="runs/bench-unified", help="indexes")
     ap.add_argument("--out", default=None, help="results file (default: unified.json, or unified-translated.json)")
     translated = ap.add_argument_group("translated")
@@ -279,7 +286,8 @@ def spread(questions, n: int) -> list:
 
 
 def policy_translations(questions, langs: list[str]) -> tuple[dict[str, dict[str, str]], dict]:
-    """Each question translated by the policy into every other language, and the seconds per translation."""
+    """Each question translated by the policy into every other language, and the seconds per new translation
+    (those the translation cache did not hold)."""
     from crosearch.config import load_config
     from crosearch.crosslingual.integration import build_translator
 
@@ -287,17 +295,20 @@ def policy_translations(questions, langs: list[str]) -> tuple[dict[str, dict[str
     translator = build_translator(load_config(None, ["crosslingual.translator=policy"]))
     timing: dict = {"load_s": round(time.perf_counter() - start, 1), "per_lang": {}}
     out: dict[str, dict[str, str]] = {q.id: {} for q in questions}
+    cache = getattr(translator, "cache", None)
     for tgt in langs:
         todo = [q for q in questions if q.lang != tgt]
+        misses = cache.misses if cache is not None else 0
         start = time.perf_counter()
         texts = translator.translate([q.question for q in todo], [q.lang for q in todo], tgt)
         seconds = time.perf_counter() - start
-        timing["per_lang"][tgt] = {"translations": len(todo), "seconds": round(seconds, 1)}
-        print(f"policy translation into {tgt}: {len(todo)} in {seconds:.1f} s", flush=True)
+        new = cache.misses - misses if cache is not None else len(todo)
+        timing["per_lang"][tgt] = {"translations": len(todo), "new": new, "seconds": round(seconds, 1)}
+        print(f"policy translation into {tgt}: {len(todo)} ({new} new) in {seconds:.1f} s", flush=True)
         for q, text in zip(todo, texts):
             if text.strip() and text != q.question:
                 out[q.id][tgt] = text
-    total = sum(v["translations"] for v in timing["per_lang"].values())
+    total = sum(v["new"] for v in timing["per_lang"].values())
     timing["s_per_translation"] = round(sum(v["seconds"] for v in timing["per_lang"].values()) / max(total, 1), 2)
     return out, timing
 
@@ -314,9 +325,9 @@ def translated(args) -> None:
     results: dict = json.loads(out.read_text()) if out.exists() else {"settings": {}}
     results["settings"] = results.get("settings", {})
 
-    def run(row: dict, name: str, questions, weight: float, translations=None) -> None:
-        """One variant (BM25 ``weight``, ``translations`` or none) on ``questions``, saved at once."""
-        options = variant(HYBRID if weight else DENSE, "aligned", "center", weight, collapse="paragraph")
+    def run(row: dict, name: str, questions, weight: float, translations=None, norm: str = "query") -> None:
+        """One variant (BM25 ``weight`` and ``norm``, ``translations`` or none) on ``questions``, saved at once."""
+        options = variant(HYBRID if weight else DENSE, "aligned", "center", weight, norm, collapse="paragraph")
         retriever = LocalRetriever(index_dir, **{**options, "agreement": args.agreement})
         start = time.perf_counter()
         report = evaluate_retrieval(
@@ -341,8 +352,10 @@ def translated(args) -> None:
         row["subset"] = {"test_questions": len(test), "agreement": args.agreement, "collapse": "paragraph"}
         run(row, "dense", test, 0.0)
         for w in args.weights:
-            run(row, f"hybrid-{w:g}", test, w)
-            run(row, f"hybrid-{w:g}-oracle", test, w, oracle)
+            for norm in args.hybrid_norms:
+                name = f"hybrid-{w:g}" + ("" if norm == "query" else f"-{norm}")
+                run(row, name, test, w, None, norm)
+                run(row, f"{name}-oracle", test, w, oracle, norm)
         if args.policy_sample:
             sample = spread(test, args.policy_sample)
             policy, timing = policy_translations(sample, sorted({q.lang for q in bench.test}))
