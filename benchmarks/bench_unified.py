@@ -14,8 +14,19 @@ Two stages, so that the slow one can run in the background and be resumed:
     evaluation of every variant over all test questions of those articles, on one
     :class:`LocalRetriever` per variant (queries are encoded once per process).
 
+``translated``
+    The aligned hybrid (centred, ``dense_agreement``, ``collapse: paragraph``) over the full
+    collection (its dense vectors from the shipped embeddings), on all test questions: without
+    translations, against each language's BM25 part scored with *oracle* translations (the
+    parallel XQuAD question of that language: the same question group exists in every
+    language), at several BM25 weights; with ``--policy-sample N`` also on N questions (spread
+    over the languages) with the policy's own translations (``crosslingual.translator: policy``,
+    through the translation cache; seconds per new translation reported).
+
     nice -n 10 python benchmarks/bench_unified.py encode --cache runs/emb-cache
     python benchmarks/bench_unified.py eval --cache runs/emb-cache --settings no-native full
+    python benchmarks/bench_unified.py translated --settings no-native gap --weights 0.3 1 2 --policy-sample 64
+    python benchmarks/bench_unified.py table --out benchmarks/results/unified-translated.json
 """
 
 from __future__ import annotations
@@ -66,7 +77,7 @@ VARIANTS = {
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["encode", "eval", "table"])
+    ap.add_argument("stage", choices=["encode", "eval", "table", "translated"])
     ap.add_argument("--cache", default="runs/emb-cache", help="embedding cache directory")
     ap.add_argument("--settings", nargs="+", default=["no-native", "full"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
@@ -77,10 +88,35 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="extra hybrid weights to measure (hybrid-{centred,mapped}-NORM-W)",
     )
-    ap.add_argument("--hybrid-norms", nargs="+", default=["query"], choices=["list", "query"])
+    ap.add_argument(
+        "--hybrid-norms",
+        nargs="+",
+        default=["query"],
+        choices=["list", "query"],
+        help="hybrid_norm values (eval: of the extra weights; translated: of every weight)",
+    )
     ap.add_argument("--work", default="runs/bench-unified", help="indexes")
-    ap.add_argument("--out", default="benchmarks/results/unified.json")
-    return ap.parse_args()
+    ap.add_argument("--out", default=None, help="results file (default: unified.json, or unified-translated.json)")
+    translated = ap.add_argument_group("translated")
+    translated.add_argument(
+        "--weights", nargs="*", type=float, default=[0.3, 1.0, 2.0], help="BM25 weights (none: the baseline only)"
+    )
+    translated.add_argument("--agreement", type=float, default=8.0, help="dense_agreement of every variant")
+    translated.add_argument("--policy-sample", type=int, default=0, help="questions translated by the policy (0 = off)")
+    translated.add_argument(
+        "--policy-weights", nargs="+", type=float, default=[0.1, 0.3, 1.0], help="BM25 weights on the policy sample"
+    )
+    translated.add_argument("--limit", type=int, default=0, help="test questions per language (0 = all)")
+    args = ap.parse_args()
+    if args.out is None:
+        name = "unified-translated.json" if args.stage == "translated" else "unified.json"
+        args.out = f"benchmarks/results/{name}"
+    for name in ("policy_sample", "limit"):
+        if getattr(args, name) < 0:
+            ap.error(f"--{name.replace('_', '-')} must not be negative")
+    if any(w < 0 for w in args.weights + args.policy_weights) or args.agreement < 0:
+        ap.error("weights and --agreement must not be negative")
+    return args
 
 
 def article_order(collection):
@@ -203,20 +239,132 @@ def evaluate(args) -> None:
             start = time.perf_counter()
             report = evaluate_retrieval(retriever, test, (1, 5, 10), scopes, progress=False)  # type: ignore[arg-type]
             seconds = time.perf_counter() - start
-            row[name] = {"seconds": round(seconds, 1)}
-            for scope, by in report.scopes.items():
-                row[name][scope] = {
-                    lang: {"r1": r.recall[1], "r5": r.recall[5], "r10": r.recall[10], "mrr": r.mrr}
-                    for lang, r in by.items()
-                }
-                avg = by["avg"]
-                print(
-                    f"{setting} {scope} {name}: R@1 {avg.recall[1]:.3f} R@5 {avg.recall[5]:.3f} "
-                    f"R@10 {avg.recall[10]:.3f} MRR {avg.mrr:.3f} ({seconds:.0f} s)",
-                    flush=True,
-                )
+            row[name] = {"seconds": round(seconds, 1), **summarise(report, f"{setting} {name}", seconds)}
             atomic_write_json(out, results)
             retriever.close()
+
+
+def summarise(report, label: str, seconds: float) -> dict:
+    """Per scope and language (and ``avg``) R@1/5/10 and MRR of a report; prints the macro averages."""
+    out = {}
+    for scope, by in report.scopes.items():
+        out[scope] = {
+            lang: {"r1": r.recall[1], "r5": r.recall[5], "r10": r.recall[10], "mrr": r.mrr} for lang, r in by.items()
+        }
+        avg = by["avg"]
+        print(
+            f"{label} {scope}: R@1 {avg.recall[1]:.3f} R@5 {avg.recall[5]:.3f} "
+            f"R@10 {avg.recall[10]:.3f} MRR {avg.mrr:.3f} ({seconds:.0f} s)",
+            flush=True,
+        )
+    return out
+
+
+def oracle_translations(questions) -> dict[str, dict[str, str]]:
+    """Question id -> every other language's version of the same question (its XQuAD group)."""
+    by_group: dict[str, dict[str, str]] = {}
+    for q in questions:
+        if q.group:
+            by_group.setdefault(q.group, {})[q.lang] = q.question
+    return {
+        q.id: {lang: text for lang, text in by_group.get(q.group or "", {}).items() if lang != q.lang}
+        for q in questions
+    }
+
+
+def spread(questions, n: int) -> list:
+    """``n`` questions taken evenly from the list in each language's turn (the same languages as the whole)."""
+    by_lang: dict[str, list] = {}
+    for q in questions:
+        by_lang.setdefault(q.lang, []).append(q)
+    per_lang = -(-n // len(by_lang)) if by_lang else 0
+    picked = []
+    for qs in by_lang.values():
+        take = min(per_lang, len(qs))
+        picked += [qs[i * len(qs) // take] for i in range(take)]
+    return picked[:n]
+
+
+def policy_translations(questions, langs: list[str]) -> tuple[dict[str, dict[str, str]], dict]:
+    """Each question translated by the policy into every other language, and the seconds per new translation
+    (those the translation cache did not hold)."""
+    from crosearch.config import load_config
+    from crosearch.crosslingual.integration import build_translator
+
+    start = time.perf_counter()
+    translator = build_translator(load_config(None, ["crosslingual.translator=policy"]))
+    timing: dict = {"load_s": round(time.perf_counter() - start, 1), "per_lang": {}}
+    out: dict[str, dict[str, str]] = {q.id: {} for q in questions}
+    cache = getattr(translator, "cache", None)
+    for tgt in langs:
+        todo = [q for q in questions if q.lang != tgt]
+        misses = cache.misses if cache is not None else 0
+        start = time.perf_counter()
+        texts = translator.translate([q.question for q in todo], [q.lang for q in todo], tgt)
+        seconds = time.perf_counter() - start
+        new = cache.misses - misses if cache is not None else len(todo)
+        timing["per_lang"][tgt] = {"translations": len(todo), "new": new, "seconds": round(seconds, 1)}
+        print(f"policy translation into {tgt}: {len(todo)} ({new} new) in {seconds:.1f} s", flush=True)
+        for q, text in zip(todo, texts):
+            if text.strip() and text != q.question:
+                out[q.id][tgt] = text
+    total = sum(v["new"] for v in timing["per_lang"].values())
+    timing["s_per_translation"] = round(sum(v["seconds"] for v in timing["per_lang"].values()) / max(total, 1), 2)
+    return out, timing
+
+
+def translated(args) -> None:
+    """Aligned hybrid without translations, with oracle translations and (a sample) with the policy's."""
+    from crosearch.config import DataConfig
+    from crosearch.data.benchmark import build_benchmark
+    from crosearch.io import atomic_write_json
+    from crosearch.retrieval.evaluation import evaluate_retrieval
+    from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
+
+    out = Path(args.out)
+    results: dict = json.loads(out.read_text()) if out.exists() else {"settings": {}}
+    results["settings"] = results.get("settings", {})
+
+    def run(row: dict, name: str, questions, weight: float, translations=None, norm: str = "query") -> None:
+        """One variant (BM25 ``weight`` and ``norm``, ``translations`` or none) on ``questions``, saved at once."""
+        options = variant(HYBRID if weight else DENSE, "aligned", "center", weight, norm, collapse="paragraph")
+        retriever = LocalRetriever(index_dir, **{**options, "agreement": args.agreement})
+        start = time.perf_counter()
+        report = evaluate_retrieval(
+            retriever, questions, (1, 5, 10), ("all",), progress=False, translations=translations
+        )
+        seconds = time.perf_counter() - start
+        row[name] = {"seconds": round(seconds, 1), **summarise(report, f"{index_dir.name} {name}", seconds)}
+        retriever.close()
+        atomic_write_json(out, results)
+
+    for setting in args.settings:
+        bench = build_benchmark(DataConfig(setting=setting, passages="sentences"))
+        test = bench.test
+        if args.limit:
+            test = spread(test, args.limit * len({q.lang for q in test}))
+        index_dir = Path(args.work) / f"index-{setting}"
+        settings = IndexSettings(dense_model="bundled", dense_cache_dir=args.cache)
+        build_index(bench.collection, index_dir, settings, progress=False)
+        # The parallel versions come from every test question, also where --limit keeps fewer.
+        oracle = oracle_translations(bench.test)
+        row = results["settings"].setdefault(setting, {})
+        row["subset"] = {"test_questions": len(test), "agreement": args.agreement, "collapse": "paragraph"}
+        run(row, "dense", test, 0.0)
+        for w in args.weights:
+            for norm in args.hybrid_norms:
+                name = f"hybrid-{w:g}" + ("" if norm == "query" else f"-{norm}")
+                run(row, name, test, w, None, norm)
+                run(row, f"{name}-oracle", test, w, oracle, norm)
+        if args.policy_sample:
+            sample = spread(test, args.policy_sample)
+            policy, timing = policy_translations(sample, sorted({q.lang for q in bench.test}))
+            sampled = row[f"policy-sample-{len(sample)}"] = {"questions": len(sample), "timing": timing}
+            run(sampled, "dense", sample, 0.0)
+            for w in args.policy_weights:
+                run(sampled, f"hybrid-{w:g}", sample, w)
+                run(sampled, f"hybrid-{w:g}-oracle", sample, w, oracle)
+                run(sampled, f"hybrid-{w:g}-policy", sample, w, policy)
 
 
 def print_table(args) -> None:
@@ -226,8 +374,11 @@ def print_table(args) -> None:
     print("|---|---|---|---|---|---|---|---|")
     per_lang = []
     for setting, row in results["settings"].items():
-        for name, res in row.items():
-            if name in ("subset", "index", "latency_ms"):
+        # Variants are the entries with a scope; a policy sample's are nested one level down.
+        samples = [(key, sample) for key, sample in row.items() if key.startswith("policy-sample")]
+        entries = [*row.items(), *((f"{key}: {n}", r) for key, sample in samples for n, r in sample.items())]
+        for name, res in entries:
+            if not isinstance(res, dict) or not ({"mono", "all"} & set(res)):
                 continue
             for scope in ("mono", "all"):
                 if scope not in res:
@@ -242,16 +393,17 @@ def print_table(args) -> None:
                 if scope == "all":
                     per_lang.append((setting, name, by))
     langs = sorted(lang for lang in per_lang[0][2] if lang != "avg") if per_lang else []
-    print()
-    print("| setting | variant | " + " | ".join(f"R@5 {lang}" for lang in langs) + " |")
-    print("|---|---|" + "---|" * len(langs))
-    for setting, name, by in per_lang:
-        print(f"| {setting} | {name} | " + " | ".join(f"{by[lang]['r5']:.3f}" for lang in langs) + " |")
+    for metric in ("r5", "r1"):
+        print()
+        print("| setting | variant | " + " | ".join(f"R@{metric[1:]} {lang}" for lang in langs) + " |")
+        print("|---|---|" + "---|" * len(langs))
+        for setting, name, by in per_lang:
+            print(f"| {setting} | {name} | " + " | ".join(f"{by[lang][metric]:.3f}" for lang in langs) + " |")
 
 
 def main() -> None:
     args = parse_args()
-    {"encode": encode, "eval": evaluate, "table": print_table}[args.stage](args)
+    {"encode": encode, "eval": evaluate, "table": print_table, "translated": translated}[args.stage](args)
 
 
 if __name__ == "__main__":

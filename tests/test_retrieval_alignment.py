@@ -290,3 +290,133 @@ def _as_hits(passages):
     return [
         Hit(doc_id=p.id, lang=p.lang, title=p.title, text=p.text, score=0.0, paragraph=p.paragraph) for p in passages
     ]
+
+
+# --------------------------------------------------------------------------- translated-query BM25
+
+
+def _parallel(bench, question, lang: str) -> str:
+    """The question's version in ``lang`` (the same XQuAD group)."""
+    return next(q.question for q in bench.test + bench.train if q.group == question.group and q.lang == lang)
+
+
+def test_bm25_matches_a_language_through_the_querys_translation_only(index_dir, bench, articles):
+    question = next(q for q in bench.test if q.lang == "de" and q.article in articles["test"])
+    english = _parallel(bench, question, "en")
+    retriever = LocalRetriever(index_dir, methods=["bm25"])
+    # Words found in no passage: without its translation the query matches nothing in English.
+    query = SearchQuery("qqxv zzwk", "de", ["en"])
+    assert retriever.search([query], 3)[0] == []
+    translated = SearchQuery("qqxv zzwk", "de", ["en"], translations={"en": english})
+    hits = retriever.search([translated], 3)[0]
+    assert hits and hits[0].paragraph == question.paragraph and hits[0].lang == "en"
+    # The German list still uses the query itself, which matches nothing there either.
+    both = retriever.search([SearchQuery("qqxv zzwk", "de", ["de", "en"], translations={"en": english})], 10)[0]
+    assert {h.lang for h in both} == {"en"}
+
+
+def test_translations_lift_the_foreign_gold_in_the_aligned_hybrid(index_dir, bench, articles):
+    """no-native: the German gold copy is excluded, so the gold is the English copy."""
+    questions = [q for q in bench.test if q.lang == "de" and q.article in articles["test"] and q.exclude]
+    retriever = LocalRetriever(index_dir, hybrid_weight=2.0, collapse="paragraph", agreement=8.0)
+    plain = [SearchQuery(q.question, "de", None, frozenset(q.exclude)) for q in questions]
+    translated = [
+        SearchQuery(q.question, "de", None, frozenset(q.exclude), translations={"en": _parallel(bench, q, "en")})
+        for q in questions
+    ]
+
+    def ranks(queries):
+        found = retriever.search(queries, 10)
+        return [
+            next((r for r, h in enumerate(hits, 1) if h.paragraph == q.paragraph), 11)
+            for q, hits in zip(questions, found)
+        ]
+
+    before, after = ranks(plain), ranks(translated)
+    assert len(questions) >= 20
+    assert sum(1 / r for r in after) > sum(1 / r for r in before)  # a higher MRR over the questions
+    assert sum(r == 1 for r in after) > sum(r == 1 for r in before)
+    # Where the English BM25 list found the gold, it found it through the translation.
+    tagged = [h for hits in retriever.search(translated, 1) for h in hits]
+    assert any(h.method == "bm25+dense" and h.lang == "en" for h in tagged)
+
+
+def test_translations_must_name_languages_of_the_index_and_be_texts(index_dir):
+    retriever = LocalRetriever(index_dir, hybrid_weight=1.0)
+    with pytest.raises(CrosearchError, match="translations: language 'fr' is not in the index"):
+        retriever.search([SearchQuery("Wer gewann?", "de", translations={"fr": "Qui a gagné ?"})], 3)
+    with pytest.raises(CrosearchError, match=r"translations\['en'\] must be a non-empty text"):
+        retriever.search([SearchQuery("Wer gewann?", "de", translations={"en": 5})], 3)  # type: ignore[dict-item]
+    with pytest.raises(CrosearchError, match=r"translations\['en'\] must be a non-empty text"):
+        retriever.search([SearchQuery("Wer gewann?", "de", translations={"en": "  "})], 3)
+
+
+def test_server_search_passes_translations_through_and_refuses_bad_ones(index_dir, bench, articles):
+    import httpx
+
+    from crosearch.config import ServerConfig
+    from crosearch.retrieval.client import HttpRetriever
+    from crosearch.retrieval.server import create_app, serve_in_background
+
+    question = next(q for q in bench.test if q.lang == "de" and q.article in articles["test"])
+    english = _parallel(bench, question, "en")
+    local = LocalRetriever(index_dir, methods=["bm25"])
+    query = SearchQuery("qqxv zzwk", "de", ["en"], translations={"en": english})
+    expected = local.search([query], 3)[0]
+    assert expected  # only the translation matches: the field has to reach the index
+    with serve_in_background(create_app(local, ServerConfig())) as url:
+        got = HttpRetriever(url).search([query], 3)[0]
+        assert [(h.doc_id, h.score) for h in got] == [(h.doc_id, pytest.approx(h.score)) for h in expected]
+        assert HttpRetriever(url).search([SearchQuery("qqxv zzwk", "de", ["en"])], 3)[0] == []
+
+        def post(translations) -> httpx.Response:
+            item = {"text": "Wer gewann?", "lang": "de", "translations": translations}
+            return httpx.post(f"{url}/search", json={"queries": [item], "k": 3})
+
+        unknown = post({"fr": "Qui a gagné ?"})
+        assert unknown.status_code == 422
+        assert "queries.0.translations: unknown language 'fr'" in unknown.json()["detail"]
+        not_text = post({"en": 5})
+        assert not_text.status_code == 422 and "translations" in not_text.json()["detail"]
+        not_mapping = post(["Who won?"])
+        assert not_mapping.status_code == 422 and "translations" in not_mapping.json()["detail"]
+        empty = post({"en": " "})
+        assert empty.status_code == 422 and "queries.0.translations.en: translation is empty" in empty.json()["detail"]
+
+
+def test_crosslingual_aligned_ranking_sends_the_translators_query_translations(index_dir, bench, articles, tmp_path):
+    from crosearch.crosslingual.integration import IntegrationQuery, Integrator
+    from crosearch.crosslingual.translate import CachedTranslator, IdentityTranslator, TranslationCache
+
+    question = next(q for q in bench.test if q.lang == "de" and q.article in articles["test"] and q.exclude)
+    english = _parallel(bench, question, "en")
+    # A warm translation cache (as a policy run leaves it) holds the query's English version.
+    backend = IdentityTranslator()
+    cache = TranslationCache(tmp_path / "t.sqlite")
+    key = TranslationCache.key(backend.backend_id, backend.model_id, "de", "en", question.question)
+    cache.put_many([(key, backend.backend_id, backend.model_id, "de", "en", question.question, english)])
+    translator = CachedTranslator(backend, cache)
+    retriever = LocalRetriever(index_dir, hybrid_weight=2.0)
+    settings = CrossLingualConfig(
+        strategy="crosslingual",
+        ranking="aligned",
+        aligned_query_translation=True,
+        dedup_threshold=1.0,
+        dedup_embedding_threshold=1.0,
+        render="original",
+        token_budget=100_000,
+    )
+    query = IntegrationQuery(question.question, "de", frozenset(question.exclude))
+    evidence = Integrator(retriever, settings, translator=translator).gather([query], 3)[0]
+    assert evidence.trace.query_translations == {"en": english}
+    assert backend.calls == 0  # served by the cache
+    expected = retriever.search(
+        [SearchQuery(question.question, "de", ["de", "en"], frozenset(question.exclude), {"en": english})], 6
+    )[0]
+    assert [p.doc_id for p in evidence.passages] == [h.doc_id for h in expected[:3]]
+    untranslated = Integrator(retriever, settings.model_copy(update={"aligned_query_translation": False}))
+    assert untranslated.gather([query], 3)[0].trace.query_translations == {}
+    with pytest.raises(CrosearchError, match="aligned_query_translation needs a translator"):
+        Integrator(retriever, settings)
+    with pytest.raises(CrosearchError, match="applies to ranking 'aligned' only"):
+        Integrator(retriever, settings.model_copy(update={"ranking": "rrf"}), translator=translator)

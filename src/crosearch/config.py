@@ -262,6 +262,12 @@ class CrossLingualConfig(Section):
         description="one scale across languages: reciprocal rank fusion, raw scores, or 'aligned' = one search of "
         "all languages with the question's text ranked by the aligned dense score (no query translation)",
     )
+    aligned_query_translation: bool = Field(
+        False,
+        description="with ranking 'aligned': translate the query into each target language (the translator, "
+        "cached) and score each language's BM25 part of the aligned hybrid with its translation "
+        "(needs retrieval.hybrid_weight > 0 to change the ranking)",
+    )
     dedup_threshold: float = Field(
         0.4,
         ge=0.0,

@@ -65,12 +65,22 @@ class SearchQuery:
     ``lang`` is the language the query is written in; ``search_langs`` the
     collection languages to search (``None`` = every language of the index).
     ``exclude`` holds passage ids that must never be returned for this query.
+    ``translations`` maps a collection language to the query's text in that language:
+    that language's BM25 list is searched with it (languages without one, and the dense
+    ranking, use ``text``), so BM25 can match passages the original words never would.
     """
 
     text: str
     lang: str | None = None
     search_langs: list[str] | None = None
     exclude: frozenset[str] = frozenset()
+    translations: dict[str, str] | None = None
+
+    def text_for(self, lang: str) -> str:
+        """The text to match lexically against passages of ``lang``."""
+        if self.translations and lang in self.translations:
+            return self.translations[lang]
+        return self.text
 
 
 @dataclass(slots=True)

@@ -14,7 +14,9 @@
     similarity when the index has one), keeping the question's language; with
     ``ranking: aligned`` (a) is skipped and (b) is one search of all languages with
     the question's own text, ranked by the retriever's aligned dense score, so
-    translating the query is optional; (c) render foreign evidence aligned with the primary: translated
+    translating the query is optional (``aligned_query_translation`` translates it
+    into each target language for that language's BM25 part of the hybrid score);
+    (c) render foreign evidence aligned with the primary: translated
     into the question's language (or kept in the original with its language
     marked) and labelled as supplementary.
 
@@ -239,6 +241,16 @@ class Integrator:
                 "the crosslingual strategy needs a translator (use translator 'none' for identity) "
                 "unless its ranking is 'aligned'"
             )
+        if settings.aligned_query_translation and settings.strategy == "crosslingual":
+            if settings.ranking != "aligned":
+                raise CrosearchError(
+                    "crosslingual.aligned_query_translation applies to ranking 'aligned' only "
+                    f"(ranking '{settings.ranking}' translates the query for every language anyway)"
+                )
+            if translator is None:
+                raise CrosearchError(
+                    "crosslingual.aligned_query_translation needs a translator (crosslingual.translator)"
+                )
         self.retriever = retriever
         self.settings = settings
         self.translator = translator
@@ -402,18 +414,43 @@ class Integrator:
         return self._select(queries, pools, traces, k)
 
     def _aligned(self, queries: Sequence[IntegrationQuery], langs_per_query: list[list[str]], k: int) -> list[Evidence]:
-        """(b) as one search of all languages, ranked by the retriever's aligned score (no query translation)."""
+        """(b) as one search of all languages, ranked by the retriever's aligned score.
+
+        With ``aligned_query_translation`` the query's translations into the other languages
+        go with it: each language's BM25 part of the hybrid score matches its translation.
+        """
+        translations = (
+            self._query_translations(queries, langs_per_query)
+            if self.settings.aligned_query_translation
+            else [{} for _ in queries]
+        )
         requests = [
-            SearchQuery(text=q.text, lang=q.lang, search_langs=langs, exclude=q.exclude)
-            for q, langs in zip(queries, langs_per_query)
+            SearchQuery(text=q.text, lang=q.lang, search_langs=langs, exclude=q.exclude, translations=t or None)
+            for q, langs, t in zip(queries, langs_per_query, translations)
         ]
         # Keep a margin beyond k so that duplicates removed below can be replaced.
         pools = [hits[: 2 * k] for hits in self._search(requests, 2 * k)]
         traces = [
-            EvidenceTrace(strategy="crosslingual", languages_searched=langs, candidates=len(pool))
-            for langs, pool in zip(langs_per_query, pools)
+            EvidenceTrace(strategy="crosslingual", languages_searched=langs, query_translations=t, candidates=len(pool))
+            for langs, pool, t in zip(langs_per_query, pools, translations)
         ]
         return self._select(queries, pools, traces, k)
+
+    def _query_translations(
+        self, queries: Sequence[IntegrationQuery], langs_per_query: list[list[str]]
+    ) -> list[dict[str, str]]:
+        """Each query translated into each of its other languages (one batched call per language).
+
+        A translation equal to the query (the identity translator, a failed translation) is left
+        out: the language's BM25 then matches the query itself, as without translations.
+        """
+        items = [(q.text, q.lang, ln) for q, langs in zip(queries, langs_per_query) for ln in langs if ln != q.lang]
+        translated = iter(self._translate_grouped(items, self.settings.max_query_tokens))
+        out: list[dict[str, str]] = []
+        for q, langs in zip(queries, langs_per_query):
+            pairs = ((ln, next(translated)) for ln in langs if ln != q.lang)
+            out.append({ln: text for ln, text in pairs if text.strip() and text != q.text})
+        return out
 
     def _select(
         self, queries: Sequence[IntegrationQuery], pools: list[list[Hit]], traces: list[EvidenceTrace], k: int

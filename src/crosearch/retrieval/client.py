@@ -5,7 +5,7 @@ Two protocols:
 - ``"crosearch"`` talks to ``crosearch serve`` via ``POST /search`` and keeps
   everything a local index gives (languages, exclusions, paragraph ids).
 - ``"search-r1"`` talks to any Search-R1 retrieval server via ``POST /retrieve``.
-  That protocol has no languages or exclusions: every query searches the whole
+  That protocol has no languages, exclusions or translations: every query searches the whole
   collection, excluded ids are filtered out client-side (asking for ``k`` plus
   the number of excluded ids, so ``k`` hits still come back), and title/text
   are parsed back out of Search-R1's ``"Title"\\ntext`` ``contents``.
@@ -152,7 +152,14 @@ class HttpRetriever:
         payload: dict[str, Any] = {
             "k": k,
             "queries": [
-                {"text": q.text, "lang": q.lang, "search_langs": q.search_langs, "exclude": sorted(q.exclude)}
+                {
+                    "text": q.text,
+                    "lang": q.lang,
+                    "search_langs": q.search_langs,
+                    "exclude": sorted(q.exclude),
+                    # Sent only when given, so that servers predating the field keep answering.
+                    **({"translations": q.translations} if q.translations else {}),
+                }
                 for q in queries
             ],
         }

@@ -13,7 +13,7 @@ its own-language gold copy), so ``mono`` recall there measures leakage only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -67,8 +67,13 @@ def evaluate_retrieval(
     scopes: Sequence[Scope] = ("mono", "all"),
     batch_size: int = 256,
     progress: bool = True,
+    translations: Mapping[str, dict[str, str]] | None = None,
 ) -> RetrievalReport:
-    """Search every question (batched) in each scope and compute recall@k and MRR@max(k) per language."""
+    """Search every question (batched) in each scope and compute recall@k and MRR@max(k) per language.
+
+    ``translations`` (question id -> language -> text) go with each ``all``-scope query: the
+    BM25 list of a language is then searched with the question's text in that language.
+    """
     ks = sorted(set(int(k) for k in ks))
     depth = ks[-1]
     usable = [q for q in questions if q.paragraph]
@@ -85,6 +90,7 @@ def evaluate_retrieval(
                 lang=q.lang,
                 search_langs=[q.lang] if scope == "mono" else None,
                 exclude=frozenset(q.exclude),
+                translations=translations.get(q.id) if translations and scope == "all" else None,
             )
             for q in subset
         ]

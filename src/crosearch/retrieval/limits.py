@@ -109,6 +109,17 @@ class RequestLimits:
         if value not in self._known:
             raise RequestError(422, f"{where}: unknown language '{value}'; this index has {', '.join(self.languages)}")
 
+    def translations(self, translations: dict[str, str], where: str) -> None:
+        """A query's translations: languages of the index, each a non-empty text within the query length limit."""
+        for lang, text in translations.items():
+            self.lang(lang, where)
+            if not text.strip():
+                raise RequestError(422, f"{where}.{lang}: translation is empty")
+            if len(text) > self.settings.max_query_chars:
+                raise RequestError(
+                    422, f"{where}.{lang}: translation longer than {self.settings.max_query_chars} characters"
+                )
+
 
 class InFlightCounter(Protocol):
     """Whatever wants to know how many requests are past the body check (the micro-batcher)."""

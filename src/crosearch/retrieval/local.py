@@ -517,6 +517,8 @@ class LocalRetriever:
     moves each aligned query towards its top ``prf`` aligned passages before the ranking
     (pseudo-relevance feedback, :meth:`_feedback`). ``agreement`` > 0 re-ranks the aligned
     candidates by how well their paragraph's copies in the other languages match too (:meth:`_agree`).
+    A query's ``translations`` replace its text in the BM25 list of each language they name
+    (in the aligned hybrid, the BM25 part of the score; under rank fusion, that language's list).
     """
 
     def __init__(
@@ -643,6 +645,8 @@ class LocalRetriever:
         fusion = fusion or self.fusion
         _check_fusion(fusion)
         targets = [self._targets(q) for q in queries]
+        for q in queries:
+            self._check_translations(q)
         depth = k if self.collapse == "none" else k * COLLAPSE_DEPTH
         # Per query: one aligned ranking (comparable cosines) or fusion of per-list ranks/scores.
         modes = [self._fusion_of(fusion, methods, t) for t in targets]
@@ -670,9 +674,9 @@ class LocalRetriever:
                     if self.hybrid_weight == 0:  # an aligned ranking without BM25 weight needs no BM25 lists
                         kept = [j for j, i in enumerate(members) if modes[i] != "aligned"]
                         searched, skipped = [members[j] for j in kept], [excludes[j] for j in kept]
-                    results = (
-                        self._bm25[lang].search([queries[i].text for i in searched], depth, skipped) if searched else []
-                    )
+                    # A query's translation into this language, where it has one, is what BM25 matches here.
+                    texts = [queries[i].text_for(lang) for i in searched]
+                    results = self._bm25[lang].search(texts, depth, skipped) if searched else []
                 else:
                     assert embeddings is not None
                     results = self._dense_search(lang, members, modes, embeddings, aligned, depth, excludes)
@@ -863,6 +867,22 @@ class LocalRetriever:
                 f"language(s) {', '.join(unknown)} not in the index (it has {', '.join(self.languages)})"
             )
         return set(query.search_langs)
+
+    def _check_translations(self, query: SearchQuery) -> None:
+        """A query's translations must be texts keyed by languages of the index."""
+        if query.translations is None:
+            return
+        if not isinstance(query.translations, dict):
+            raise CrosearchError(
+                f"translations must map language codes to texts, got {type(query.translations).__name__}"
+            )
+        for lang, text in query.translations.items():
+            if lang not in self._stores:
+                raise CrosearchError(
+                    f"translations: language {lang!r} is not in the index (it has {', '.join(self.languages)})"
+                )
+            if not isinstance(text, str) or not text.strip():
+                raise CrosearchError(f"translations[{lang!r}] must be a non-empty text, got {text!r}")
 
     def _embed(self, queries: Sequence[SearchQuery], targets: list[set[str]]):
         import numpy as np

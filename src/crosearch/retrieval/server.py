@@ -8,7 +8,8 @@ Two search endpoints share one retriever:
   default (``retrieval.fusion: auto``) ranked by the aligned dense score when the
   index has dense embeddings, by reciprocal rank fusion otherwise.
 - ``POST /search`` is the richer crosearch protocol: per-query language,
-  languages to search, excluded passage ids, and hits with language/paragraph.
+  languages to search, excluded passage ids, the query's translations (language ->
+  text, used by each language's BM25), and hits with language/paragraph.
 
 Every request is bounded (Host header, JSON content type, body size and read time
 checked before parsing, number of queries, query length, topk, passages per request,
@@ -94,6 +95,7 @@ class QueryItem(_Strict):
     lang: StrictStr | None = None
     search_langs: list[StrictStr] | None = None
     exclude: list[StrictStr] = Field(default_factory=list)
+    translations: dict[StrictStr, StrictStr] | None = None
 
 
 class SearchRequest(_Strict):
@@ -314,9 +316,15 @@ def create_app(retriever: Retriever, settings: ServerConfig | None = None) -> Fa
                     raise RequestError(422, f"queries.{i}.search_langs: give at least one language, or null for all")
                 for lang in item.search_langs:
                     limits.lang(lang, f"queries.{i}.search_langs")
+            if item.translations is not None:
+                limits.translations(item.translations, f"queries.{i}.translations")
             queries.append(
                 SearchQuery(
-                    text=item.text, lang=item.lang, search_langs=item.search_langs, exclude=frozenset(item.exclude)
+                    text=item.text,
+                    lang=item.lang,
+                    search_langs=item.search_langs,
+                    exclude=frozenset(item.exclude),
+                    translations=item.translations,
                 )
             )
         return await answer("results", queries, k, options, _hit_json)
