@@ -343,20 +343,27 @@ def test_a_stage_whose_recipe_changed_is_stale_and_runs_again_from_scratch(tmp_p
     first = {s: json.loads((tmp_path / "results" / s / "stage.json").read_text()) for s in names}
     assert all(len(m["fingerprint"]) == 16 for m in first.values())
 
+    later = {s.name: run.fingerprint(s) for s in run.stages if s.kind in ("warm-start", "train", "eval")}
     # What the stages do not read leaves them current: an evaluation key, the report, the estimates.
     recipe["evaluation"]["per_lang"] = 3
     recipe["report"]["resamples"] = 300
     recipe["base"]["eval"] = {"batch_size": 3}
+    recipe["base"]["agent"] = {**recipe["base"].get("agent", {}), "batch_size": 3}  # throughput, not results
     recipe["base"]["retrieval"]["dense_agreement"] = 0.0  # a key set to its default: nothing changes
     run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
     assert [run.state(run.by_name[s]) for s in first] == ["done", "done"]
     assert run.run(["benchmark", "index"]) == []
+    # Batch sizes of generation and evaluation set the speed, not the result.
+    recipe["evaluation"]["per_lang"] = _recipe(tmp_path)["evaluation"]["per_lang"]
+    run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
+    assert {name: run.fingerprint(run.by_name[name]) for name in later} == later
 
     # A retrieval key is read by the index (and everything after it), not by the benchmark.
     recipe["base"]["retrieval"]["k"] = 3
     run = Runner(load_recipe(_write(tmp_path, recipe)), progress=False)
     states = {s.name: run.state(s) for s in run.stages}
     assert states["benchmark/gap"] == "done" and states["index/gap"] == "stale"
+    assert all(run.fingerprint(run.by_name[name]) != fp for name, fp in later.items())  # all read retrieval
     shown = runner.invoke(app, ["experiment", "status", "--config", str(tmp_path / "experiment.yaml")])
     assert re.search(r"index/gap\s+│ stale", shown.output), shown.output
     (tmp_path / "work" / "index" / "gap" / "leftover").write_text("from the old recipe")

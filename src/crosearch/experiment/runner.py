@@ -53,6 +53,14 @@ _SECTIONS = {
     "eval": ("data", "retrieval", "model", "agent", "crosslingual", "metrics", "eval"),
 }
 _PLACES = frozenset({"benchmark", "output_dir", "index_dir", "dense_cache_dir", "adapter", "cache_dir", "cache_path"})
+# Keys that set how much work one call does, not what the stage computes: raising a batch size to
+# run faster leaves finished stages current. Training batch sizes are not among them.
+_THROUGHPUT = {
+    "agent": frozenset({"batch_size"}),
+    "eval": frozenset({"batch_size"}),
+    "crosslingual": frozenset({"batch_size"}),
+    "retrieval": frozenset({"dense_batch_size"}),
+}
 
 
 def _now() -> str:
@@ -126,8 +134,9 @@ class Runner:
         return recorded is not None and recorded != self.fingerprint(stage)
 
     def fingerprint(self, stage: Stage) -> str | None:
-        """A digest of what the stage's result depends on: the configuration sections it reads (paths
-        and default values left out), its own plan fields, and the fingerprints of the stages it reads from."""
+        """A digest of what the stage's result depends on: the configuration sections it reads (paths,
+        batch sizes of generation and evaluation, and default values left out), its own plan fields,
+        and the fingerprints of the stages it reads from."""
         if stage.kind not in _SECTIONS:
             return None
         cached = self._fingerprints.get(stage.name)
@@ -150,7 +159,12 @@ class Runner:
             plan["per_lang"] = stage.per_lang or ev.per_lang
             plan["sample_seed"] = ev.seed
         content = {
-            "config": {section: _without_places(config.get(section, {})) for section in _SECTIONS[stage.kind]},
+            "config": {
+                section: _without_places(
+                    {k: v for k, v in config.get(section, {}).items() if k not in _THROUGHPUT.get(section, ())}
+                )
+                for section in _SECTIONS[stage.kind]
+            },
             "plan": plan,
             "needs": {name: self.fingerprint(self.by_name[name]) for name in stage.needs if name in self.by_name},
         }
