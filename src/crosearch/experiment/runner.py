@@ -159,12 +159,7 @@ class Runner:
             plan["per_lang"] = stage.per_lang or ev.per_lang
             plan["sample_seed"] = ev.seed
         content = {
-            "config": {
-                section: _without_places(
-                    {k: v for k, v in config.get(section, {}).items() if k not in _THROUGHPUT.get(section, ())}
-                )
-                for section in _SECTIONS[stage.kind]
-            },
+            "config": {section: _keys_read(section, config.get(section, {})) for section in _SECTIONS[stage.kind]},
             "plan": plan,
             "needs": {name: self.fingerprint(self.by_name[name]) for name in stage.needs if name in self.by_name},
         }
@@ -581,8 +576,14 @@ class Runner:
         return out
 
 
+def _keys_read(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A configuration section as a stage's result depends on it: without its throughput keys and,
+    at any depth, the keys that only say where files are."""
+    skip = _THROUGHPUT.get(section, frozenset())
+    return {k: _without_places(v) for k, v in values.items() if k not in skip and k not in _PLACES}
+
+
 def _without_places(value: Any) -> Any:
-    """A configuration section without the keys that only say where files are."""
     if isinstance(value, dict):
         return {k: _without_places(v) for k, v in value.items() if k not in _PLACES}
     return value
