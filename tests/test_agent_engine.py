@@ -172,8 +172,12 @@ def test_invented_information_and_budget(tiny, retriever, xquad):
     [r] = engine.run(_requests(tok, xquad[1], 1))
     _check_invariants(r, config)
     first = r.turns[0]
-    assert "invented_information" in first.problems and "<information" not in first.text
-    assert first.text.startswith("<think>I know</think>")
+    assert "invented_information" in first.problems
+    # The invented tag is kept as the model's own tokens (trained on, so GRPO can push it down);
+    # the invented text after it is not.
+    assert first.text == "<think>I know</think>\n<information>"
+    model_text = "".join(tok.decode(ids) for m, ids in _segments(r) if m == 1)
+    assert "<information>" in model_text and "made up" not in model_text
     # Each invalid turn got the correction inserted until the token budget ran out.
     assert r.stop_reason in ("budget", "max_turns") and r.turns[-1].kind == "force_answer"
     feedback = read_prompt_file("invalid_action")

@@ -51,11 +51,14 @@ def test_repeated_query_is_flagged_but_still_searched():
     assert P.REPEAT_QUERY not in parse_turn("<search>capital of spain</search>", previous).problems
 
 
-def test_invented_information_is_cut_before_the_tag():
+def test_invented_information_keeps_the_tag_and_drops_what_follows():
     text = "<think>I know this</think>\n<information>Doc 1(Title: made up) ...</information>"
     p = parse_turn(text)
     assert p.action == "invalid" and P.INVENTED_INFORMATION in p.problems
-    assert text[: p.end] == "<think>I know this</think>\n" and not p.end_inclusive
+    # The tag is the mistake: it stays in the turn (and so in training); the invented text does not.
+    assert text[: p.end] == "<think>I know this</think>\n<information>" and not p.end_inclusive
+    f = parse_forced_answer("Paris<information>fake")
+    assert f.answer == "Paris" and "Paris<information>fake"[: f.end] == "Paris<information>"
     # A search written before the invention still counts; everything after it is dropped.
     q = parse_turn("<search>nile length</search><information>fake")
     assert q.action == "search" and q.query == "nile length"

@@ -42,7 +42,12 @@ class TurnParse:
     is dropped. ``end_inclusive`` says how to map ``end`` to tokens: ``True`` keeps the
     token that completes the prefix even if it carries a few more characters (the
     closing ``>`` of a tag often shares a token with a newline); ``False`` drops any
-    token that reaches past ``end`` (nothing of an invented ``<information>`` is kept).
+    token that reaches past ``end``.
+
+    A turn that invents an ``<information>`` block keeps the invented tag and drops what
+    follows it: the tag is the mistake, and only tokens kept in the turn are trained on.
+    Dropping the tag too would leave GRPO blind to it (its probability could only grow as
+    other tokens lose mass); a run of the experiment lost its format that way in three steps.
     """
 
     action: Action
@@ -66,11 +71,15 @@ def normalize_query(query: str) -> str:
     return _SPACE.sub(" ", query).strip().casefold()
 
 
-def _cut_invented_information(text: str) -> tuple[str, bool]:
+def _cut_invented_information(text: str) -> tuple[str, int | None]:
+    """The text before an invented ``<information>`` tag, and where that tag ends (None without one).
+
+    The tag itself stays in the turn (see :class:`TurnParse`), what follows it does not.
+    """
     match = _INFORMATION.search(text)
     if match is None:
-        return text, False
-    return text[: match.start()], True
+        return text, None
+    return text[: match.start()], match.end()
 
 
 def _strip_partial_close(content: str) -> str:
@@ -91,11 +100,11 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
     :func:`normalize_query` keys of this rollout's earlier searches.
     """
     problems: list[str] = []
-    body, invented = _cut_invented_information(text)
-    if invented:
+    body, tag_end = _cut_invented_information(text)
+    if tag_end is not None:
         problems.append(INVENTED_INFORMATION)
     # Offsets are into ``body``, a prefix of ``text``, so they hold for ``text`` too.
-    default_end, default_inclusive = (len(body), False) if invented else (len(text), True)
+    default_end, default_inclusive = (tag_end, False) if tag_end is not None else (len(text), True)
 
     close = _CLOSE.search(body)
     if close is not None:
@@ -155,8 +164,8 @@ def parse_forced_answer(text: str) -> TurnParse:
     also stopping at any tag the model starts instead of closing the answer.
     """
     problems: list[str] = []
-    body, invented = _cut_invented_information(text)
-    if invented:
+    body, tag_end = _cut_invented_information(text)
+    if tag_end is not None:
         problems.append(INVENTED_INFORMATION)
     close = _CLOSE.search(body)
     if close is not None:
@@ -166,7 +175,7 @@ def parse_forced_answer(text: str) -> TurnParse:
     else:
         problems.append(UNCLOSED_ANSWER)
         content, closed = _strip_partial_close(body), False
-        end, inclusive = (len(body), False) if invented else (len(text), True)
+        end, inclusive = (tag_end, False) if tag_end is not None else (len(text), True)
     # A model that opens another tag inside its answer has left the answer behind.
     stray = _OPEN.search(content)
     if stray is not None:
