@@ -4,8 +4,9 @@
 
 Two paths in one run, each in its own process (so that each has its own peak RSS), one after the
 other with the same config, seed, warm-start adapter and questions: ``today`` (TRL's per-token
-log-probs, the LM head at every position) and ``model-tokens`` (the head only where the completion
-mask and the env mask are both 1); the ratios today / model-tokens are printed at the end.
+log-probs, the LM head at every position; with ``--baseline pre-issue``, the default, also without
+the rollout engine's KV cache, i.e. the main before the speed work) and ``model-tokens`` (the head
+only where the completion mask and the env mask are both 1); the ratios today / model-tokens are printed at the end.
 ``--path`` runs one of them alone.
 
 Phases (seconds per optimizer step, from the trainer's own metrics): generation
@@ -56,6 +57,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps (the first is reported separately)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--path", choices=PATHS, default=None, help="run one path only (default: both, compared)")
+    parser.add_argument(
+        "--baseline",
+        choices=("pre-issue", "trl-head"),
+        default="pre-issue",
+        help="what `today` is in a comparison: the main before the speed work (TRL's head at every "
+        "position and every turn re-reading its context, agent.kv_cache=false), or TRL's head with "
+        "the KV cache kept (the update's change alone)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if args.path is None:
@@ -160,6 +169,8 @@ def compare(args: argparse.Namespace) -> None:
             out = Path(tmp) / f"{path}.json"
             command = [sys.executable, __file__, "--config", args.config, "--steps", str(args.steps)]
             command += [f"--set={o}" for o in args.overrides] + ["--path", path, "--out", str(out)]
+            if path == "today" and args.baseline == "pre-issue":
+                command.append("--set=agent.kv_cache=false")
             print(f"[{path}] load average {os.getloadavg()}: {' '.join(command)}", file=sys.stderr, flush=True)
             subprocess.run(command, check=True)
             results[path] = json.loads(out.read_text())
@@ -167,7 +178,15 @@ def compare(args: argparse.Namespace) -> None:
     ratios = {k: today["mean_after_first"][k] / max(new["mean_after_first"][k], 1e-9) for k in COMPARED}
     ratios["first_step_seconds"] = today["per_step"][0]["seconds"] / new["per_step"][0]["seconds"]
     ratios["peak_rss_gb"] = new["peak_rss_gb"] / today["peak_rss_gb"]  # below 1: the new path uses less
-    _write({"paths": results, "speedup_today_over_model_tokens": ratios, "load_average": os.getloadavg()}, args.out)
+    _write(
+        {
+            "baseline": args.baseline,
+            "paths": results,
+            "speedup_today_over_model_tokens": ratios,
+            "load_average": os.getloadavg(),
+        },
+        args.out,
+    )
 
 
 def _write(result: dict, out: str | None) -> None:

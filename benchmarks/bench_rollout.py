@@ -35,6 +35,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +56,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--dtype", default="float32", help="--cache: model dtype (float32 as in configs/grpo-cpu.yaml)")
     ap.add_argument("--questions", type=int, default=2, help="--cache: questions (groups)")
     ap.add_argument("--group", type=int, default=4, help="--cache: rollouts per question (GRPO's G)")
+    ap.add_argument(
+        "--adapter", default=None, help="--cache: a LoRA adapter (a warm start searches; the base rarely does)"
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="--cache: rounds, the order of off/on alternating, so that warm-up and load drift hit both",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     return ap.parse_args()
 
@@ -202,6 +212,7 @@ def cache_comparison(args: argparse.Namespace) -> dict:
             f"agent.answer_tokens={args.answer_tokens}",
             "agent.temperature=1.0",
             f"agent.batch_size={args.questions * args.group}",
+            *([f"model.adapter={args.adapter}"] if args.adapter else []),
         ],
     )
     policy = load_policy_backend(cfg.model)
@@ -224,18 +235,22 @@ def cache_comparison(args: argparse.Namespace) -> dict:
             for q in questions[: args.questions]
             for _ in range(args.group)
         ]
-        runs = {}
-        for kv in (False, True):
-            agent = cfg.agent.model_copy(update={"kv_cache": kv})
-            run_cfg = cfg.model_copy(update={"agent": agent})
-            engine = RolloutEngine.from_config(policy.backend, retriever, run_cfg, model=policy.model)
-            load = os.getloadavg()[0]
-            start = time.perf_counter()
-            rollouts = engine.run(requests)
-            seconds = time.perf_counter() - start
-            session = engine.last_session
-            runs[kv] = (rollouts, seconds, load, getattr(session, "prefilled_tokens", None))
-    (plain, plain_s, plain_load, _), (cached, cached_s, cached_load, prefilled) = runs[False], runs[True]
+        runs: dict[bool, tuple] = {}
+        seconds_by_mode: dict[bool, list[float]] = {False: [], True: []}
+        loads: dict[bool, list[float]] = {False: [], True: []}
+        for round_index in range(args.rounds):
+            for kv in (False, True) if round_index % 2 == 0 else (True, False):
+                agent = cfg.agent.model_copy(update={"kv_cache": kv})
+                run_cfg = cfg.model_copy(update={"agent": agent})
+                engine = RolloutEngine.from_config(policy.backend, retriever, run_cfg, model=policy.model)
+                loads[kv].append(os.getloadavg()[0])
+                start = time.perf_counter()
+                rollouts = engine.run(requests)
+                seconds_by_mode[kv].append(time.perf_counter() - start)
+                session = engine.last_session
+                runs[kv] = (rollouts, getattr(session, "prefilled_tokens", None))
+    (plain, _), (cached, prefilled) = runs[False], runs[True]
+    plain_s, cached_s = sum(seconds_by_mode[False]), sum(seconds_by_mode[True])
     same = all(a.completion_ids == b.completion_ids for a, b in zip(plain, cached))
     drift = max(
         (abs(x - y) for a, b in zip(plain, cached) for x, y in zip(a.logprobs, b.logprobs)),
@@ -253,12 +268,16 @@ def cache_comparison(args: argparse.Namespace) -> dict:
         "model_tokens": sum(sum(r.env_mask) for r in plain),
         "inserted_tokens": sum(len(r.env_mask) - sum(r.env_mask) for r in plain),
         "prefilled_tokens_cached": prefilled,
+        "adapter": args.adapter,
+        "rounds": args.rounds,
         "uncached_s": round(plain_s, 2),
         "cached_s": round(cached_s, 2),
+        "uncached_s_per_round": [round(x, 2) for x in seconds_by_mode[False]],
+        "cached_s_per_round": [round(x, 2) for x in seconds_by_mode[True]],
         "speedup": round(plain_s / cached_s, 2),
         "same_tokens": same,
         "max_logprob_diff": drift,
-        "load_average": [round(plain_load, 2), round(cached_load, 2)],
+        "load_average": [round(statistics.mean(loads[False]), 2), round(statistics.mean(loads[True]), 2)],
     }
 
 
