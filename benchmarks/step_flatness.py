@@ -1,13 +1,13 @@
 """Is a GRPO run's step time flat? The first steps against the last, at equal token counts.
 
     crosearch train --config configs/grpo-cpu.yaml --set train.output_dir=runs/grpo-flat
-    python benchmarks/step_flatness.py runs/grpo-flat/summary.json \
-        --out benchmarks/results/step_flatness.json
+    python benchmarks/step_flatness.py runs/grpo-flat --out benchmarks/results/step_flatness.json
 
-Reads the training summary ``crosearch train`` writes (TRL's log history, one entry per optimizer
-step) and compares the first ``--window`` steps with the last: seconds per 1,000 tokens of the
-update and of the whole step (a step's tokens vary with the rollouts' lengths, so raw seconds
-would mix growth with longer rollouts), resident and peak memory. The ratio last / first is the
+Reads the run's log history (TRL's, one entry per optimizer step; from ``summary.json`` or, while
+the run goes on, its newest checkpoint, as ``crosearch curve`` does) and compares the first
+``--window`` steps with the last: seconds per 1,000 tokens of the update and of the whole step (a
+step's tokens vary with the rollouts' lengths, so raw seconds would mix growth with longer
+rollouts), resident and peak memory. The ratio last / first is the
 number the speed issue's target reads (within 10%: 0.9-1.1). The first step is left out of the
 first window: it includes one-time loading (lingua, kernel warm-up).
 """
@@ -15,10 +15,13 @@ first window: it includes one-time loading (lingua, kernel warm-up).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
+
+from crosearch.errors import CrosearchError
+from crosearch.io import atomic_write_json
+from crosearch.rl.curve import read_log_history
 
 
 def per_step(history: list[dict]) -> list[dict]:
@@ -68,16 +71,16 @@ def compare(rows: list[dict], window: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("summary", type=Path, help="summary.json of a `crosearch train` run")
+    parser.add_argument("run", type=Path, help="a `crosearch train` output directory (or its summary.json)")
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     try:
-        history = json.loads(args.summary.read_text())["log_history"]
-    except (OSError, ValueError, KeyError) as exc:
-        sys.exit(f"{args.summary}: not a training summary with a log_history ({exc})")
+        history, source = read_log_history(args.run.parent if args.run.is_file() else args.run)
+    except CrosearchError as exc:
+        sys.exit(str(exc))
     rows = per_step(history)
-    result = {"summary": str(args.summary), **compare(rows, args.window), "per_step": rows}
+    result = {"summary": str(source), **compare(rows, args.window), "per_step": rows}
     r = result["last_over_first"]
     print(
         f"{result['steps']} steps; last {args.window} / first {args.window} (steps {result['first_steps']} vs "
@@ -86,9 +89,7 @@ def main() -> None:
         f"{result['peak_rss_gb']['first']:.2f} -> {result['peak_rss_gb']['last']:.2f} GB"
     )
     if args.out:
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

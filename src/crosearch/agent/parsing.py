@@ -82,6 +82,11 @@ def _cut_invented_information(text: str) -> tuple[str, int | None]:
     return text[: match.start()], match.end()
 
 
+def _unclosed_end(text: str, tag_end: int | None) -> tuple[int, bool]:
+    """``(end, end_inclusive)`` of a turn without a closing tag: up to an invented tag, else all of it."""
+    return (tag_end, False) if tag_end is not None else (len(text), True)
+
+
 def _strip_partial_close(content: str) -> str:
     """Drop a closing tag the token cap cut in half (``Paris</ans``): it is not part of the answer."""
     start = content.rfind("<")
@@ -104,7 +109,7 @@ def parse_turn(text: str, previous_queries: Collection[str] = ()) -> TurnParse:
     if tag_end is not None:
         problems.append(INVENTED_INFORMATION)
     # Offsets are into ``body``, a prefix of ``text``, so they hold for ``text`` too.
-    default_end, default_inclusive = (tag_end, False) if tag_end is not None else (len(text), True)
+    default_end, default_inclusive = _unclosed_end(text, tag_end)
 
     close = _CLOSE.search(body)
     if close is not None:
@@ -175,7 +180,7 @@ def parse_forced_answer(text: str) -> TurnParse:
     else:
         problems.append(UNCLOSED_ANSWER)
         content, closed = _strip_partial_close(body), False
-        end, inclusive = (tag_end, False) if tag_end is not None else (len(text), True)
+        end, inclusive = _unclosed_end(text, tag_end)
     # A model that opens another tag inside its answer has left the answer behind.
     stray = _OPEN.search(content)
     if stray is not None:

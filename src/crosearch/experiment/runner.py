@@ -580,7 +580,7 @@ def _keys_read(section: str, values: dict[str, Any]) -> dict[str, Any]:
     """A configuration section as a stage's result depends on it: without its throughput keys and,
     at any depth, the keys that only say where files are."""
     skip = _THROUGHPUT.get(section, frozenset())
-    return {k: _without_places(v) for k, v in values.items() if k not in skip and k not in _PLACES}
+    return _without_places({k: v for k, v in values.items() if k not in skip})
 
 
 def _without_places(value: Any) -> Any:
