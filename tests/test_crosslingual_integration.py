@@ -109,8 +109,19 @@ def test_concat_returns_every_language(retriever, xquad):
     ev = integ.gather([IntegrationQuery("NFL AFC 308", "de")], 2)[0]
     assert ev.trace.languages_searched[0] == "de"
     assert set(ev.trace.languages_searched) == set(LANGS)
-    assert [p.lang for p in ev.passages] == ["de", "de", "en", "en", "zh", "zh"]
+    assert [p.lang for p in ev.passages] == ["de", "en", "zh", "de", "en", "zh"]
     assert {p.role for p in ev.passages if p.lang != "de"} == {"supplementary"}
+
+
+def test_concat_shows_other_languages_under_a_tight_budget(retriever, xquad):
+    # A budget that holds about two passages must not be spent on the question's language alone.
+    wide = Integrator(retriever, CrossLingualConfig(strategy="concat", token_budget=100_000))
+    first_two = wide.gather([IntegrationQuery("NFL AFC 308", "de")], 2)[0].passages[:2]
+    budget = len("\n".join(f"Doc {i + 1}(Title: {p.title}) {p.text}" for i, p in enumerate(first_two)))
+    tight = Integrator(retriever, CrossLingualConfig(strategy="concat", token_budget=budget))
+    ev = tight.gather([IntegrationQuery("NFL AFC 308", "de")], 2)[0]
+    assert [p.lang for p in ev.passages] == ["de", "en"]
+    assert ev.trace.dropped_for_budget
 
 
 def test_exclude_is_honoured_by_every_strategy(retriever, xquad):

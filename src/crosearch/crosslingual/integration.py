@@ -345,7 +345,10 @@ class Integrator:
         results = self._search(requests, per_lang)
         out = []
         for q, (start, langs) in zip(queries, spans):
-            hits = [h for lst in results[start : start + len(langs)] for h in lst[:per_lang]]
+            # Rank-major (every language's first hit, then every second hit) so that a tight
+            # token budget still shows other languages; no score is compared across languages.
+            lists = [lst[:per_lang] for lst in results[start : start + len(langs)]]
+            hits = [lst[rank] for rank in range(per_lang) for lst in lists if rank < len(lst)]
             trace = EvidenceTrace(strategy="concat", languages_searched=langs, candidates=len(hits))
             out.append(self._finish(q, [self._passage(h, q.primary) for h in hits], trace))
         return out
