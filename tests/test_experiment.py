@@ -380,6 +380,30 @@ def test_a_stage_whose_recipe_changed_is_stale_and_runs_again_from_scratch(tmp_p
     assert all(run.state(run.by_name[s]) == "done" for s in first)
 
 
+def test_redo_runs_a_done_stage_again_from_scratch_and_only_it(tmp_path):
+    from crosearch.experiment.runner import Runner
+
+    run = Runner(load_recipe(_write(tmp_path, _recipe(tmp_path))), progress=False)
+    assert run.run(["benchmark", "index"]) == ["benchmark/gap", "index/gap"]
+    first = json.loads((tmp_path / "results" / "index" / "gap" / "stage.json").read_text())
+    (tmp_path / "work" / "index" / "gap" / "leftover").write_text("from the run before the code change")
+    (tmp_path / "results" / "index" / "gap" / "leftover").write_text("a result of the run before")
+    # The recipe is unchanged, so only --redo runs it again; alone, it is the whole selection.
+    assert run.run(["index"]) == []
+    assert run.run(redo=["index/gap"]) == ["index/gap"]
+    again = json.loads((tmp_path / "results" / "index" / "gap" / "stage.json").read_text())
+    assert again["fingerprint"] == first["fingerprint"]
+    assert not (tmp_path / "work" / "index" / "gap" / "leftover").exists()
+    assert not (tmp_path / "results" / "index" / "gap" / "leftover").exists()
+    assert run.state(run.by_name["benchmark/gap"]) == "done"
+    with pytest.raises(CrosearchError, match="--redo nothing/here matches no stage"):
+        run.run(redo=["nothing/here"])
+    shown = runner.invoke(
+        app, ["experiment", "run", "--config", str(tmp_path / "experiment.yaml"), "--redo", "index", "--dry-run"]
+    )
+    assert shown.exit_code == 0 and "index/gap" in shown.output and "warm-start" not in shown.output, shown.output
+
+
 def test_generalisation_plans_the_trained_arms_and_never_trains_them_itself(tmp_path):
     path = _write(tmp_path, _recipe(tmp_path))
     source = Path(__file__).parent / "data" / "parallel"

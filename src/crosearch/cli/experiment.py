@@ -85,6 +85,14 @@ def run(
             "repeatable), plus what they need that is missing.",
         ),
     ] = None,
+    redo: Annotated[
+        list[str] | None,
+        unshown(
+            "--redo",
+            help="Run these stages again from scratch even if done (patterns as for --only; repeatable), "
+            "after a code change the recipe's fingerprint cannot see. Name the stages that read them too.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (stages, states, estimated budget) and run nothing.")
     ] = False,
@@ -94,12 +102,12 @@ def run(
     from rich.console import Console
 
     runner = _runner(config, quiet=quiet)
-    stages = runner.select(only)
+    stages = runner.select([*(only or []), *(redo or [])] or None)
     if dry_run:
         Console().print(_table(runner, stages, f"experiment {runner.recipe.name}: plan", estimates=True))
         typer.echo(_summary(runner, stages))
         return
-    ran = runner.run(only)
+    ran = runner.run(only, redo)
     runner.console.print(
         f"[green]experiment {runner.recipe.name}[/]: ran {len(ran)} stage(s); {_summary(runner, stages)}"
     )

@@ -218,7 +218,7 @@ class Runner:
 
     # ------------------------------------------------------------------ running
 
-    def select(self, only: Sequence[str] | None) -> list[Stage]:
+    def select(self, only: Sequence[str] | None, flag: str = "--only") -> list[Stage]:
         """The stages to run: all, or those matching a pattern of ``only`` (a name, a prefix or a glob)."""
         if not only:
             return list(self.stages)
@@ -228,16 +228,25 @@ class Runner:
             if any(s.name == p or s.name.startswith(p.rstrip("/") + "/") or fnmatch.fnmatch(s.name, p) for p in only)
         ]
         if not chosen:
-            raise CrosearchError(f"--only {' '.join(only)} matches no stage; `crosearch experiment status` lists them")
+            raise CrosearchError(f"{flag} {' '.join(only)} matches no stage; `crosearch experiment status` lists them")
         return chosen
 
-    def run(self, only: Sequence[str] | None = None) -> list[str]:
-        """Run every selected stage that is not done; returns the names of the stages it ran."""
-        selected = self.select(only)
+    def run(self, only: Sequence[str] | None = None, redo: Sequence[str] | None = None) -> list[str]:
+        """Run every selected stage that is not done; returns the names of the stages it ran.
+
+        ``redo`` names stages to run again from scratch even when done (a code change that the
+        recipe's fingerprint cannot see); they join the selection, and alone they are the selection.
+        """
+        again = {s.name for s in self.select(redo, flag="--redo")} if redo else set()
+        selected = self.select([*(only or []), *(redo or [])]) if only or redo else self.select(None)
         ran: list[str] = []
         with pid_lock(self.lock_path, what=f"experiment '{self.recipe.name}'"):
             for i, stage in enumerate(selected, start=1):
-                if self.done(stage):
+                if stage.name in again:
+                    self.console.print(f"[yellow]{stage.name}: run again from scratch (--redo)[/]")
+                    shutil.rmtree(self.work_path(stage.name), ignore_errors=True)
+                    shutil.rmtree(self.result_path(stage.name), ignore_errors=True)
+                elif self.done(stage):
                     self.console.print(f"[{i}/{len(selected)}] {stage.name}: done, skipped")
                     continue
                 for need in self._missing_needs(stage):
