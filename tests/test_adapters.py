@@ -16,7 +16,17 @@ import yaml
 from typer.testing import CliRunner
 
 from crosearch import adapters
-from crosearch.adapters import CARD, CHECKSUMS, FILES, AdapterCard, resolve_adapter, ship_adapter, verify_adapter
+from crosearch.adapters import (
+    CARD,
+    CHECKSUMS,
+    FILES,
+    SETTINGS,
+    AdapterCard,
+    load_card,
+    resolve_adapter,
+    ship_adapter,
+    verify_adapter,
+)
 from crosearch.config import ModelConfig
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.models import build_tiny_model, load_policy
@@ -28,6 +38,7 @@ CARD_FIELDS = {
     "seed": 0,
     "commit": "0123abc",
     "metrics": "| metric | value |\n|---|---:|\n| F1 | 31.2 [24.0, 38.5] |",
+    "model": "tiny",  # the adapters here are the tiny model's
 }
 
 
@@ -124,6 +135,40 @@ def test_unknown_names_list_the_available_adapters(trained, tmp_path):
         ship_adapter(source, "../escape", AdapterCard(**CARD_FIELDS), root=root)
 
 
+def test_an_adapter_loads_only_on_the_model_it_was_trained_on(trained, tmp_path, monkeypatch):
+    source, _ = trained
+    root = tmp_path / "adapters"
+    card = AdapterCard(**CARD_FIELDS, settings={"crosslingual.strategy": "mono", "agent.max_turns": 3})
+    target = ship_adapter(source, "demo", card, root=root)
+    assert json.loads((target / SETTINGS).read_text()) == {
+        "model": "tiny",
+        "settings": {"crosslingual.strategy": "mono", "agent.max_turns": 3},
+    }
+    text = (target / CARD).read_text()
+    assert "--set crosslingual.strategy=mono" in text and "--set agent.max_turns=3" in text
+    assert resolve_adapter("bundled:demo", root, model="tiny") == str(target)
+    with pytest.raises(ConfigError, match="'demo' was trained on model 'tiny', and model.name is 'bundled'"):
+        resolve_adapter("bundled:demo", root, model="bundled")
+    monkeypatch.setattr(adapters, "ADAPTERS_DIR", root)
+    with pytest.raises(ConfigError, match="trained on model 'tiny'"):
+        load_policy(ModelConfig(name="bundled", adapter="bundled:demo"), show_progress=False)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"crosslingual.strategy": "bogus"}, "field 'settings': key 'crosslingual.strategy'"),
+        ({"crosslingual.nokey": 1}, "key 'crosslingual.nokey': Extra inputs"),
+        ({"model.dtype": "float32"}, "model keys belong to the card's 'model' field"),
+    ],
+)
+def test_card_settings_are_checked_against_the_configuration(tmp_path, settings, message):
+    card = tmp_path / "card.yaml"
+    card.write_text(yaml.safe_dump({**CARD_FIELDS, "settings": settings}))
+    with pytest.raises(ConfigError, match=message):
+        load_card(card)
+
+
 def test_ship_adapter_command_reads_the_card_and_names_missing_fields(trained, tmp_path):
     from crosearch.cli import app
 
@@ -162,3 +207,34 @@ def test_shipped_adapters_files_card_and_checksums():
     # The package data rule of pyproject.toml carries the adapters into the wheel.
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"resources/**/*"' in pyproject
+
+
+@pytest.mark.slow
+def test_the_shipped_crosearch_r1_adapter_answers_on_the_real_model(tmp_path):
+    """The package's own adapter on the bundled Gemma 3 270M, under the settings it was trained with:
+    it searches, reads the evidence and answers within the protocol."""
+    from crosearch.agent.pipelines import Pipeline, load_policy_backend
+    from crosearch.cli.quickstart import QUICK_DEFAULTS, _policies
+    from crosearch.config import load_config
+    from crosearch.data.benchmark import build_benchmark
+    from crosearch.eval.metrics import f1_score
+    from crosearch.retrieval.local import IndexSettings, LocalRetriever, build_index
+
+    if "crosearch-r1" not in adapters.bundled_names():
+        pytest.skip("this installation ships no crosearch-r1 adapter")
+    cfg = load_config(None, [*QUICK_DEFAULTS, "data.languages=[en,de,es]", "data.setting=full"])
+    bench = build_benchmark(cfg.data, progress=False)
+    build_index(bench.collection, tmp_path / "index", IndexSettings.from_config(cfg.retrieval), progress=False)
+    retriever = LocalRetriever.from_config(cfg, tmp_path / "index")
+    policy = next(p for p in _policies(cfg) if p.name == "crosearch-r1")
+    assert policy.settings == {"crosslingual.strategy": "crosslingual"}
+    # Eight short-answer English questions in one batch: every one searched and answered in the protocol,
+    # and some answered right (the base model, imitating its one-shot example, answers none of them).
+    questions = [q for q in bench.test if q.lang == "en" and min(len(a.split()) for a in q.answers) <= 3][:8]
+    backend = load_policy_backend(policy.config(cfg).model)
+    outputs = Pipeline("search-agent", backend, retriever, policy.config(cfg), temperature=0.0).run(questions)
+    for q, out in zip(questions, outputs):
+        print(q.question, "->", out.prediction, "| gold", q.answers[0], "| searches", out.searches)
+    assert all(out.searches >= 1 for out in outputs)
+    assert all(out.rollout.stop_reason == "answered" and out.prediction.strip() for out in outputs)
+    assert max(f1_score(out.prediction, q.answers) for q, out in zip(questions, outputs)) > 0.5

@@ -54,16 +54,16 @@ def test_grpo_questions_find_their_short_answer_in_the_first_search(gap):
     assert [q.id for q in questions_with_signal(bench.train, retriever, 2, k=2, seed=0)] == [q.id for q in chosen]
 
 
-def test_the_comparison_grows_with_the_shipped_adapters(tmp_path, monkeypatch):
+def test_the_comparison_grows_with_the_shipped_adapters_of_its_model(tmp_path, monkeypatch):
     from peft import LoraConfig, get_peft_model
 
-    from crosearch.cli.quickstart import _policies
+    from crosearch.cli.quickstart import Policy, _policies
     from crosearch.config import load_config
     from crosearch.models import build_tiny_model, load_tokenizer
 
-    cfg = load_config(None, [])
+    cfg = load_config(None, ["model.name=tiny"])
     monkeypatch.setattr(adapters, "ADAPTERS_DIR", tmp_path / "adapters")
-    assert _policies(cfg) == [("base", None)]
+    assert _policies(cfg) == [Policy("base", None)]
 
     torch.manual_seed(0)
     model = get_peft_model(
@@ -71,15 +71,19 @@ def test_the_comparison_grows_with_the_shipped_adapters(tmp_path, monkeypatch):
         LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]),
     )
     model.save_pretrained(tmp_path / "trained")
-    card = AdapterCard(data="d", recipe="r", steps=1, seed=0, commit="c", metrics="m")
+    fields = {"data": "d", "recipe": "r", "steps": 1, "seed": 0, "commit": "c", "metrics": "m", "model": "tiny"}
+    card = AdapterCard(**fields, settings={"crosslingual.strategy": "crosslingual"})
     ship_adapter(tmp_path / "trained", "crosearch-r1", card)
-    assert _policies(cfg) == [("base", None), ("crosearch-r1", "bundled:crosearch-r1")]
-    ship_adapter(tmp_path / "trained", "search-r1", card)
-    assert _policies(cfg) == [
-        ("base", None),
-        ("search-r1", "bundled:search-r1"),
-        ("crosearch-r1", "bundled:crosearch-r1"),
-    ]
+    xl = Policy("crosearch-r1", "bundled:crosearch-r1", {"crosslingual.strategy": "crosslingual"})
+    assert _policies(cfg) == [Policy("base", None), xl]
+    ship_adapter(tmp_path / "trained", "search-r1", AdapterCard(**fields, settings={"crosslingual.strategy": "mono"}))
+    mono = Policy("search-r1", "bundled:search-r1", {"crosslingual.strategy": "mono"})
+    assert _policies(cfg) == [Policy("base", None), mono, xl]
+    # Each policy is evaluated under the overrides it was trained with.
+    assert mono.config(cfg).crosslingual.strategy == "mono" and mono.config(cfg).model.adapter == "bundled:search-r1"
+    assert xl.config(cfg).crosslingual.strategy == "crosslingual"
+    # An adapter trained on another model is left out, not loaded onto the wrong shapes.
+    assert _policies(load_config(None, ["model.name=bundled"])) == [Policy("base", None)]
 
 
 def test_sampled_answers_rank_the_grpo_candidates(gap, tmp_path):

@@ -5,6 +5,8 @@ A bundled adapter is a directory under ``crosearch/resources/adapters/<name>/`` 
 - ``adapter_config.json`` and ``adapter_model.safetensors`` (a PEFT LoRA adapter, weights in bf16:
   half the size of float32, and what the bundled model trains under on CPUs with bf16);
 - ``MODEL_CARD.md``: data, recipe, steps, seed, commit, metrics with intervals, license;
+- ``settings.json``: the ``model.name`` it was trained on (it loads on that model only) and the
+  configuration overrides it was trained and evaluated under (``crosearch quickstart`` applies them);
 - ``checksums.json``: the SHA-256 of each of those files, checked every time the adapter is resolved,
   so a truncated or edited file is reported by name instead of loading wrong weights.
 
@@ -29,7 +31,8 @@ PREFIX = "bundled:"
 ADAPTERS_DIR = Path(__file__).resolve().parent / "resources" / "adapters"
 CHECKSUMS = "checksums.json"
 CARD = "MODEL_CARD.md"
-FILES = ("adapter_config.json", "adapter_model.safetensors", CARD)
+SETTINGS = "settings.json"
+FILES = ("adapter_config.json", "adapter_model.safetensors", CARD, SETTINGS)
 LICENSE = (
     "The adapter's weights are a derivative of Gemma 3 270M and are used under the Gemma Terms of Use "
     "(https://ai.google.dev/gemma/terms). It was trained on questions and paragraphs of XQuAD "
@@ -72,8 +75,12 @@ def verify_adapter(directory: Path) -> None:
             )
 
 
-def resolve_adapter(spec: str | Path | None, root: Path | None = None) -> str | None:
-    """The adapter directory ``spec`` names: ``bundled:<name>`` is looked up and verified, a path is kept as it is."""
+def resolve_adapter(spec: str | Path | None, root: Path | None = None, *, model: str | None = None) -> str | None:
+    """The adapter directory ``spec`` names: ``bundled:<name>`` is looked up and verified, a path is kept as it is.
+
+    With ``model`` (the ``model.name`` it is about to go on), a bundled adapter trained on another
+    model is refused by name, instead of failing on tensor shapes inside PEFT.
+    """
     if spec is None or not is_bundled(spec):
         return None if spec is None else str(spec)
     name = str(spec)[len(PREFIX) :]
@@ -84,7 +91,32 @@ def resolve_adapter(spec: str | Path | None, root: Path | None = None) -> str | 
         raise ConfigError(f"model.adapter: no bundled adapter '{name}'; available: {have}")
     directory = base / name
     verify_adapter(directory)
+    trained_on = shipped_settings(name, base).model
+    if model is not None and model != trained_on:
+        raise ConfigError(
+            f"model.adapter: the bundled adapter '{name}' was trained on model '{trained_on}', "
+            f"and model.name is '{model}'"
+        )
     return str(directory)
+
+
+class ShippedSettings(BaseModel):
+    """``settings.json`` of a shipped adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+def shipped_settings(name: str, root: Path | None = None) -> ShippedSettings:
+    """The model a shipped adapter goes on and the overrides it was trained under."""
+    path = (ADAPTERS_DIR if root is None else root) / name / SETTINGS
+    raw = read_json(path, what="adapter settings")
+    try:
+        return ShippedSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise CrosearchError(f"{path}: {_problems(exc)}") from None
 
 
 class AdapterCard(BaseModel):
@@ -92,7 +124,13 @@ class AdapterCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_model: str = Field("bundled (Gemma 3 270M)", description="the model the adapter goes on")
+    base_model: str = Field("bundled (Gemma 3 270M)", description="the model the adapter goes on, in words")
+    model: str = Field("bundled", description="the model.name it was trained on: it loads on that model only")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="configuration overrides (dotted keys) it was trained and is evaluated under, such as "
+        "crosslingual.strategy; `crosearch quickstart` evaluates it under them",
+    )
     data: str = Field(description="training data: benchmark, setting, languages, split, number of questions")
     recipe: str = Field(description="the recipe(s) and overrides it was trained with")
     steps: int = Field(ge=0, description="optimizer steps (warm start and GRPO)")
@@ -116,10 +154,22 @@ def load_card(path: str | Path) -> AdapterCard:
     if not isinstance(raw, dict):
         raise CrosearchError(f"{source}: expected a mapping of card fields")
     try:
-        return AdapterCard.model_validate(raw)
+        card = AdapterCard.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {_problems(exc)}") from None
+    from crosearch.config import Config, with_updates
+
+    try:
+        with_updates(Config(), card.settings)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: field 'settings': {_problems(exc, 'key')}") from None
+    if any(key.split(".")[0] == "model" for key in card.settings):
+        raise ConfigError(f"{source}: field 'settings': model keys belong to the card's 'model' field, not here")
+    return card
+
+
+def _problems(exc: ValidationError, what: str = "field") -> str:
+    return "; ".join(f"{what} '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
 
 
 def render_card(name: str, card: AdapterCard, adapter_config: dict[str, Any]) -> str:
@@ -143,6 +193,19 @@ def render_card(name: str, card: AdapterCard, adapter_config: dict[str, Any]) ->
         f"| seed | {card.seed} |",
         f"| commit | {card.commit} |",
         "",
+    ]
+    if card.settings:
+        lines += [
+            "## Settings",
+            "",
+            "It was trained and evaluated under these overrides (beside the recipe's); use them with it:",
+            "",
+            "```",
+            *(f"--set {key}={_setting(value)}" for key, value in card.settings.items()),
+            "```",
+            "",
+        ]
+    lines += [
         "## Metrics",
         "",
         card.metrics.strip(),
@@ -154,6 +217,14 @@ def render_card(name: str, card: AdapterCard, adapter_config: dict[str, Any]) ->
     if card.notes.strip():
         lines += ["", "## Notes", "", card.notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_setting(v) for v in value) + "]"
+    return str(value)
 
 
 def ship_adapter(source: str | Path, name: str, card: AdapterCard, *, root: Path | None = None) -> Path:
@@ -182,5 +253,6 @@ def ship_adapter(source: str | Path, name: str, card: AdapterCard, *, root: Path
         (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
         save_file(converted, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         (tmp / CARD).write_text(render_card(name, card, adapter_config), encoding="utf-8")
+        atomic_write_json(tmp / SETTINGS, {"model": card.model, "settings": card.settings})
         atomic_write_json(tmp / CHECKSUMS, {file: file_sha256(tmp / file) for file in FILES})
     return target

@@ -475,7 +475,7 @@ def load_policy(
     config = _as_config(spec)
     name = config.name
     # ``bundled:<name>`` becomes the shipped adapter's directory, its checksums verified.
-    adapter = resolve_adapter(adapter if adapter is not None else config.adapter)
+    adapter = resolve_adapter(adapter if adapter is not None else config.adapter, model=name)
     cache_dir = cache_dir if cache_dir is not None else config.cache_dir
     torch_device = resolve_device(device or config.device)
     torch_dtype = resolve_dtype(dtype or config.dtype, torch_device)

@@ -267,7 +267,7 @@ def _prepare_model(config: Config, out: Path) -> tuple[Any, Any, Any]:
     from crosearch.rl.common import lora_config
 
     t = config.train
-    adapter = resolve_adapter(config.model.adapter)
+    adapter = resolve_adapter(config.model.adapter, model=config.model.name)
     policy = load_policy(config.model.model_copy(update={"adapter": None}))
     model: Any = policy.model
     tokenizer = policy.tokenizer
