@@ -27,7 +27,7 @@ from crosearch.adapters import (
     ship_adapter,
     verify_adapter,
 )
-from crosearch.config import ModelConfig
+from crosearch.config import Config, ModelConfig, with_updates
 from crosearch.errors import ConfigError, CrosearchError
 from crosearch.models import build_tiny_model, load_policy
 
@@ -204,6 +204,10 @@ def test_shipped_adapters_files_card_and_checksums():
             assert field in card, (name, field)
         config = json.loads((directory / "adapter_config.json").read_text())
         assert config.get("peft_type") == "LORA"
+        shipped = adapters.shipped_settings(name)
+        assert shipped.model == "bundled", name  # the model `make quickstart` loads
+        with_settings = with_updates(Config(), shipped.settings)  # every key is a configuration key
+        assert with_settings.crosslingual.strategy in ("mono", "concat", "crosslingual")
     # The package data rule of pyproject.toml carries the adapters into the wheel.
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"resources/**/*"' in pyproject
