@@ -129,8 +129,8 @@ def quickstart(
     step(4, f"the search agent ({shown.name}) answers {len(questions)} questions in {len(questions)} scripts")
     _ask_examples(shown.config(cfg), questions, agent, retriever, console)
 
-    names = ", ".join(p.name for p in policies)
-    step(5, f"policies ({names}) on {per_lang} test question(s) per language")
+    names = " vs ".join(p.name for p in policies)
+    step(5, f"{names}, {per_lang} per language")
     runs = []
     for p in policies:
         backend = agent if p == shown else load_policy_backend(p.config(cfg).model)
