@@ -33,7 +33,7 @@ def _runner(config: Path, *, quiet: bool = False, extra: Any = None) -> Any:
     return Runner(resolved, extra=stages, console=Console(stderr=True), progress=not quiet)
 
 
-def _table(runner: Any, stages: Any, title: str, *, estimates: bool) -> Any:
+def _table(runner: Any, stages: Any, title: str, *, estimates: bool, redo: frozenset[str] = frozenset()) -> Any:
     from rich.table import Table
 
     from crosearch.experiment.runner import format_key, format_seconds
@@ -41,9 +41,16 @@ def _table(runner: Any, stages: Any, title: str, *, estimates: bool) -> Any:
     table = Table(title=title)
     for column in ("stage", "state", "wall time" if not estimates else "wall time / estimate", "key number"):
         table.add_column(column)
-    colours = {"done": "green", "running": "cyan", "failed": "red", "stale": "yellow", "left": "white"}
+    colours = {
+        "done": "green",
+        "running": "cyan",
+        "failed": "red",
+        "stale": "yellow",
+        "left": "white",
+        "redo": "yellow",
+    }
     for stage in stages:
-        state = runner.state(stage)
+        state = "redo" if stage.name in redo and runner.state(stage) != "running" else runner.state(stage)
         marker = runner.marker(stage) if state == "done" else None
         wall = (
             format_seconds(marker.get("wall_seconds"))
@@ -104,7 +111,8 @@ def run(
     runner = _runner(config, quiet=quiet)
     stages = runner.select([*(only or []), *(redo or [])] or None)
     if dry_run:
-        Console().print(_table(runner, stages, f"experiment {runner.recipe.name}: plan", estimates=True))
+        again = frozenset(s.name for s in runner.select(redo, flag="--redo")) if redo else frozenset()
+        Console().print(_table(runner, stages, f"experiment {runner.recipe.name}: plan", estimates=True, redo=again))
         typer.echo(_summary(runner, stages))
         return
     ran = runner.run(only, redo)
