@@ -152,6 +152,14 @@ def test_an_adapter_loads_only_on_the_model_it_was_trained_on(trained, tmp_path,
     monkeypatch.setattr(adapters, "ADAPTERS_DIR", root)
     with pytest.raises(ConfigError, match="trained on model 'tiny'"):
         load_policy(ModelConfig(name="bundled", adapter="bundled:demo"), show_progress=False)
+    from crosearch.cli import app
+
+    shown = CliRunner().invoke(
+        app, ["model", "info", "--set", "model.name=tiny", "--set", "model.adapter=bundled:demo"]
+    )
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.replace("│", " ").split())  # the table wraps at the console's width
+    assert "trained under agent.max_turns=3 crosslingual.strategy=mono" in flat, flat
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the information as JSON.")] = False,
 ) -> None:
     """Load a model (and its adapter, if any) and show what loaded: size, dtype, device, tokenizer, cache."""
+    from crosearch.adapters import PREFIX, is_bundled, shipped_settings
     from crosearch.models import load_policy
 
     cfg = resolve_config(config, overrides)
@@ -70,6 +71,11 @@ def info(
         ("adapter", facts.adapter or "-"),
         ("load time", f"{facts.load_seconds:.1f} s" + (" (built the cache)" if facts.built_cache else "")),
     ]
+    if is_bundled(spec.adapter):
+        # What it was trained under: results depend on using it with the same strategy.
+        shipped = shipped_settings(str(spec.adapter)[len(PREFIX) :])
+        overrides_shown = " ".join(f"{k}={v}" for k, v in shipped.settings.items()) or "-"
+        rows.insert(-1, ("trained under", f"{overrides_shown} (its MODEL_CARD.md has the recipe and metrics)"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
