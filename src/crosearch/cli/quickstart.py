@@ -133,10 +133,9 @@ def quickstart(
     step(5, f"{names}, {per_lang} per language")
     runs = []
     for p in policies:
-        backend = agent if p == shown else load_policy_backend(p.config(cfg).model)
-        runs.append(
-            _evaluate(p.config(cfg), out / "benchmark", out / "eval" / p.name, per_lang, backend, retriever, console)
-        )
+        p_cfg = p.config(cfg)
+        backend = agent if p == shown else load_policy_backend(p_cfg.model)
+        runs.append(_evaluate(p_cfg, out / "benchmark", out / "eval" / p.name, per_lang, backend, retriever, console))
     del agent
     if len(policies) == 1:
         console.print(
