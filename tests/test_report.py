@@ -28,6 +28,9 @@ from crosearch.eval.report import (
     build_report,
     difference_cell,
     estimate_cell,
+    interval_rows,
+    macro_difference_rows,
+    macro_rows,
     print_report,
     report_figures,
     report_markdown,
@@ -188,6 +191,36 @@ def test_paired_differences_and_the_three_views_print_the_same_numbers(runs):
         cell = difference_cell(SimpleNamespace(**diff), True)
         assert cell in markdown and cell in terminal, lang
     assert "p>0 1.00" in markdown and "| **macro** |" in markdown
+
+
+def test_the_macro_tables_come_first_and_repeat_the_per_metric_macro_rows(runs):
+    from rich.console import Console
+
+    report = build_report([runs["direct"], runs["agent"]], ["em", "f1", "n"], baseline=runs["direct"], resamples=200)
+    header, rows = macro_rows(report)
+    assert header == ["run", "EM", "F1", "n"] and [r[0] for r in rows] == ["direct", "agent"]
+    assert [r[3] for r in rows] == [str(PER_LANG * len(LANGS))] * 2
+    for col, metric in [(1, "em"), (2, "f1")]:
+        _, by_lang = interval_rows(report, metric)
+        macro = next(r for r in by_lang if r[0] == "macro")
+        assert [r[col] for r in rows] == macro[1:], metric
+    diff_header, (diff,) = macro_difference_rows(report)
+    assert diff_header == ["run - direct", "EM", "F1"] and diff[0] == "agent"
+    assert diff[1].startswith("+66.7 [") and diff[1].endswith("p>0 1.00")  # the agent is right in 2 of 3 languages
+    markdown = report_markdown(report)
+    assert markdown.index("| agent | " + " | ".join(rows[1][1:]) + " |") < markdown.index("| EM | direct | agent |")
+    assert markdown.index("| agent | " + " | ".join(diff[1:]) + " |") < markdown.index("| EM | direct | agent |")
+    console = Console(record=True, width=400)
+    print_report(report, console)
+    assert diff[2] in console.export_text()
+
+
+def test_a_run_named_twice_is_reported_once(runs):
+    report = build_report(
+        [runs["direct"], runs["agent"], runs["direct"] / "metrics.json"], ["f1"], baseline=runs["direct"], resamples=20
+    )
+    assert [r.label for r in report.runs] == ["direct", "agent"]
+    assert [c.run for c in report.comparisons] == ["agent"]
 
 
 def test_runs_without_the_same_questions_are_flagged(runs):

@@ -395,7 +395,9 @@ class TrainConfig(Section):
         "searches go to (train.search_langs), the question and its golds staying the question's own: the "
         "language-coupled rollout of the authors' LcRL code. Under crosslingual.strategy 'mono' a rollout "
         "searches its language alone; under 'crosslingual' that language is the primary one (searched first, "
-        "first on rank ties, kept among duplicates) and the others supplement it; 'concat' is refused (it "
+        "first on rank ties, kept among duplicates) and the others supplement it (under ranking 'aligned' "
+        "with retrieval.collapse 'paragraph' the passages are the same for every search language, only "
+        "their primary marks differ); 'concat' is refused (it "
         "searches every language for every rollout, so the groups would differ only in the order of the blocks)",
     )
     search_langs: list[_SearchLang] = Field(

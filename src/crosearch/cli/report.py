@@ -53,7 +53,7 @@ def report(
         unshown("--training", help="A warm-start or GRPO run directory whose curve joins the plots (repeatable)."),
     ] = None,
 ) -> None:
-    """Several runs side by side: one table per metric (languages as rows, runs as columns) with 95% intervals."""
+    """Several runs side by side with 95% intervals: the macro averages, then one table per metric by language."""
     import json as json_lib
 
     from crosearch.eval import report as rep

@@ -142,7 +142,7 @@ def _json_script(data: Any) -> str:
 
 def build_page(report: Any, figures: Mapping[str, bytes], *, title: str = "crosearch report") -> str:
     """The whole page as one string."""
-    from crosearch.eval.report import difference_rows, interval_rows
+    from crosearch.eval.report import difference_rows, interval_rows, macro_difference_rows, macro_rows
 
     runs = "".join(f"<li><code>{html.escape(r.label)}</code>: {html.escape(r.description())}</li>" for r in report.runs)
     notes = "".join(f'<p class="warning">warning: {html.escape(w)}</p>' for w in report.warnings)
@@ -153,7 +153,10 @@ def build_page(report: Any, figures: Mapping[str, bytes], *, title: str = "crose
         if report.resamples
         else ""
     )
-    tables = "".join(_table(*interval_rows(report, m)) for m in report.metrics)
+    tables = "<h3>Macro average over languages</h3>" + _table(*macro_rows(report))
+    if report.comparisons:
+        tables += _table(*macro_difference_rows(report))
+    tables += "<h3>By language</h3>" + "".join(_table(*interval_rows(report, m)) for m in report.metrics)
     if report.comparisons:
         tables += (
             f"<h3>Paired differences against <code>{html.escape(str(report.baseline))}</code></h3>"

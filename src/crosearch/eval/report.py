@@ -192,7 +192,11 @@ def build_report(
     metrics = check_metrics(metrics)
     if resamples < 0:
         raise CrosearchError(f"--resamples must be 0 or more, got {resamples}")
-    paths = [Path(p) for p in paths]
+    # A run named twice (`search-r1 eval/gap/*`) is one run: keep its first mention.
+    unique: dict[Path, Path] = {}
+    for p in paths:
+        unique.setdefault(_run_dir(Path(p)).resolve(), Path(p))
+    paths = list(unique.values())
     base_index = None
     if baseline is not None:
         wanted = _run_dir(Path(baseline)).resolve()
@@ -296,6 +300,33 @@ def difference_rows(report: Report, metric: str) -> tuple[list[str], list[list[s
     return header, rows
 
 
+def macro_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The headline: one row per run, each metric's macro value with its interval (``n``: questions)."""
+    from crosearch.eval.stats import MACRO
+
+    header = ["run", *(_HEADERS[m] for m in report.metrics)]
+    rows = []
+    for run, ivs in zip(report.runs, report.intervals):
+        cells = [
+            str(len(run.records)) if m == "n" else estimate_cell(ivs.metrics[m].get(MACRO), _PERCENT[m])
+            for m in report.metrics
+        ]
+        rows.append([run.label, *cells])
+    return header, rows
+
+
+def macro_difference_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """One row per run: each metric's macro paired difference against the baseline."""
+    from crosearch.eval.stats import MACRO
+
+    shown = [m for m in report.metrics if m != "n"]
+    header = [f"run - {report.baseline}", *(_HEADERS[m] for m in shown)]
+    rows = [
+        [c.run, *(difference_cell(c.metrics[m].get(MACRO), _PERCENT[m]) for m in shown)] for c in report.comparisons
+    ]
+    return header, rows
+
+
 def _what(report: Report) -> list[str]:
     level = f"{100 * report.confidence:.0f}%"
     lines = [f"- `{run.label}`: {run.description()}" for run in report.runs]
@@ -307,7 +338,8 @@ def _what(report: Report) -> list[str]:
     return lines
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines; the ``macro`` row in bold."""
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
         cells = row if row[0] != "macro" else [f"**{c}**" for c in row]
@@ -319,8 +351,11 @@ def report_markdown(report: Report) -> str:
     """The run list, one interval table per metric, then one paired-difference table per metric."""
     out = [*_what(report)]
     out += [f"- warning: {w}" for w in report.warnings]
+    out += ["", "Macro average over languages:", "", *markdown_table(*macro_rows(report))]
+    if report.comparisons:
+        out += ["", *markdown_table(*macro_difference_rows(report))]
     for metric in report.metrics:
-        out += ["", *_markdown_table(*interval_rows(report, metric))]
+        out += ["", *markdown_table(*interval_rows(report, metric))]
     if report.comparisons:
         shared = ", ".join(f"`{c.run}` {c.shared}" for c in report.comparisons)
         out += [
@@ -330,7 +365,7 @@ def report_markdown(report: Report) -> str:
         ]
         for metric in report.metrics:
             if metric != "n":
-                out += ["", *_markdown_table(*difference_rows(report, metric))]
+                out += ["", *markdown_table(*difference_rows(report, metric))]
     return "\n".join(out) + "\n"
 
 
@@ -339,12 +374,15 @@ def report_tables(report: Report) -> list[Any]:
     from rich.table import Table
 
     tables = []
-    specs = [interval_rows(report, m) for m in report.metrics]
+    macro = [("run", macro_rows(report))]
     if report.comparisons:
-        specs += [difference_rows(report, m) for m in report.metrics if m != "n"]
-    for header, rows in specs:
-        table = Table(title=header[0])
-        table.add_column("lang")
+        macro.append(("run", macro_difference_rows(report)))
+    specs = macro + [("lang", interval_rows(report, m)) for m in report.metrics]
+    if report.comparisons:
+        specs += [("lang", difference_rows(report, m)) for m in report.metrics if m != "n"]
+    for first, (header, rows) in specs:
+        table = Table(title="macro" if first == "run" else header[0])
+        table.add_column(header[0] if first == "run" else "lang")
         for name in header[1:]:
             table.add_column(name, justify="right")
         for row in rows:
