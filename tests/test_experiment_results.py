@@ -38,7 +38,7 @@ def _recompute(setting: str) -> tuple[dict[str, Any], Report]:
 
 
 def _numbers(data: dict[str, Any]) -> dict[str, Any]:
-    """The report's numbers, without the run paths (they name the machine that ran it)."""
+    """The report's numbers, without the run paths and descriptions (they depend on where it was run from)."""
     runs = [{k: v for k, v in run.items() if k not in ("path", "description")} for run in data["runs"]]
     return {**data, "runs": runs}
 

@@ -200,9 +200,8 @@ def build_report(
     base_index = None
     if baseline is not None:
         wanted = _run_dir(Path(baseline)).resolve()
-        found = [i for i, p in enumerate(paths) if _run_dir(Path(p)).resolve() == wanted]
-        if found:
-            base_index = found[0]
+        if wanted in unique:
+            base_index = list(unique).index(wanted)
         else:
             paths.insert(0, Path(baseline))
             base_index = 0
@@ -348,7 +347,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def report_markdown(report: Report) -> str:
-    """The run list, one interval table per metric, then one paired-difference table per metric."""
+    """The run list, the macro tables, one interval table per metric, then one paired-difference table per metric."""
     out = [*_what(report)]
     out += [f"- warning: {w}" for w in report.warnings]
     out += ["", "Macro average over languages:", "", *markdown_table(*macro_rows(report))]
@@ -374,15 +373,16 @@ def report_tables(report: Report) -> list[Any]:
     from rich.table import Table
 
     tables = []
-    macro = [("run", macro_rows(report))]
+    # (title, rows): the macro tables name their runs in the first column, the others their languages.
+    specs: list[tuple[str | None, tuple[list[str], list[list[str]]]]] = [("macro", macro_rows(report))]
     if report.comparisons:
-        macro.append(("run", macro_difference_rows(report)))
-    specs = macro + [("lang", interval_rows(report, m)) for m in report.metrics]
+        specs.append(("macro", macro_difference_rows(report)))
+    specs += [(None, interval_rows(report, m)) for m in report.metrics]
     if report.comparisons:
-        specs += [("lang", difference_rows(report, m)) for m in report.metrics if m != "n"]
-    for first, (header, rows) in specs:
-        table = Table(title="macro" if first == "run" else header[0])
-        table.add_column(header[0] if first == "run" else "lang")
+        specs += [(None, difference_rows(report, m)) for m in report.metrics if m != "n"]
+    for title, (header, rows) in specs:
+        table = Table(title=title or header[0])
+        table.add_column(header[0] if title else "lang")
         for name in header[1:]:
             table.add_column(name, justify="right")
         for row in rows:
